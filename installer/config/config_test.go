@@ -1,0 +1,291 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+const minimal = `
+apiVersion: perch.dev/v1alpha1
+kind: Appliance
+k3s:
+  binary: /opt/k3s
+`
+
+func TestInvalidConfigs(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // every FieldError, exactly, in order
+	}{
+		{"wrong apiVersion and kind", "apiVersion: v1\nkind: Pod\nk3s: {binary: /opt/k3s}", []string{
+			`apiVersion: must be perch.dev/v1alpha1, got "v1"`,
+			`kind: must be Appliance, got "Pod"`,
+		}},
+		{"agent without server", minimal + "node: {role: agent}", []string{
+			"node.serverURL: required when node.role is agent; set it to https://SERVER:6443",
+		}},
+		{"bad role", minimal + "node: {role: master}", []string{
+			`node.role: must be server or agent, got "master"`,
+		}},
+		{"joining without token", minimal + "node: {serverURL: 'https://10.0.0.1:6443'}", []string{
+			"node.token: required to join https://10.0.0.1:6443; set node.token or node.tokenFile to the token of the first server (/var/lib/rancher/k3s/server/token there)",
+		}},
+		{"http server URL", minimal + "node: {role: agent, serverURL: 'http://10.0.0.1:6443', token: abc}", []string{
+			`node.serverURL: "http://10.0.0.1:6443" must look like https://SERVER:6443`,
+		}},
+		{"clusterInit and serverURL", minimal + "node: {clusterInit: true, serverURL: 'https://a:6443', token: x}", []string{
+			"node.clusterInit: starts a new cluster, node.serverURL joins one; keep only one of them",
+		}},
+		{"token and tokenFile", minimal + "node: {token: a, tokenFile: /etc/t}", []string{
+			"node.token: node.token and node.tokenFile are both set; keep one",
+		}},
+		{"relative tokenFile", minimal + "node: {tokenFile: token.txt}", []string{
+			`node.tokenFile: must be an absolute path, got "token.txt"`,
+		}},
+		{"bad hostname and IP", minimal + "node: {hostname: Edge_01, nodeIP: 10.0.0.300}", []string{
+			`node.hostname: "Edge_01" is not a valid node name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			`node.nodeIP: "10.0.0.300" is not an IP address`,
+		}},
+		{"reserved label", minimal + "node: {labels: {node-role.kubernetes.io/gpu: 'true'}}", []string{
+			"node.labels.node-role.kubernetes.io/gpu: the kubelet may not set labels under node-role.kubernetes.io; use your own prefix such as perch.dev/",
+		}},
+		{"unknown keys with suggestions", minimal + "node: {nodeIp: 1.2.3.4, severURL: x}\nmonitor: {}", []string{
+			"monitor: unknown key; did you mean monitoring?",
+			"node.nodeIp: unknown key; did you mean nodeIP? (keys are case-sensitive)",
+			"node.severURL: unknown key; did you mean serverURL?",
+		}},
+		{"wrong types", minimal + "  readyTimeout: 300\nnode: {clusterInit: maybe, labels: [a]}\nregistry: {port: 50.5}", []string{
+			"k3s.readyTimeout: must be a duration with a unit such as 90s or 5m, got the number 300",
+			`node.clusterInit: "maybe" is not true or false`,
+			"node.labels: must be a mapping of strings, got a list",
+			"registry.port: must be a whole number, got the number 50.5",
+		}},
+		{"no k3s binary", "apiVersion: perch.dev/v1alpha1\nkind: Appliance", []string{
+			"k3s.binary: required: the path of the k3s binary to install",
+		}},
+		{"managed and odd extraArgs", minimal + "  extraArgs: ['--token=abc', 'disable-agent', '--write-kubeconfig-mode=644', '--kube-apiserver-arg=v=2']", []string{
+			"k3s.extraArgs[0]: --token is set from node.token; use that key instead",
+			`k3s.extraArgs[1]: "disable-agent" is not a flag; write it as --flag=value`,
+			"k3s.extraArgs[2]: --write-kubeconfig-mode is managed by perch; remove it",
+		}},
+		{"bad disable list", minimal + "  disable: [traefik, nginx, traefik]", []string{
+			`k3s.disable[1]: "nginx" is not a k3s component; valid: coredns, servicelb, traefik, local-storage, metrics-server, runtimes`,
+			`k3s.disable[2]: "traefik" is listed twice`,
+		}},
+		{"agent without agent", minimal + "  disableAgent: true\nnode: {role: agent, serverURL: 'https://s:6443', token: t}", []string{
+			"k3s.disableAgent: only a server can run without an agent; remove it",
+		}},
+		{"relative dataDir, short timeout", minimal + "  dataDir: data\n  readyTimeout: 1s", []string{
+			`k3s.dataDir: must be an absolute path, got "data"`,
+			"k3s.readyTimeout: must be between 10s and 2h, got 1s",
+		}},
+		{"registry on the API port", minimal + "registry: {port: 6443}", []string{
+			"registry.port: 6443 is used by k3s; pick another port such as 5000",
+		}},
+		{"gpu", minimal + "gpu: {mode: yes-please, sharing: {replicas: 0}}", []string{
+			`gpu.mode: must be auto, required or off, got "yes-please"`,
+			"gpu.sharing.replicas: must be between 1 (no sharing) and 64, got 0",
+		}},
+		{"streams", minimal + "pipeline:\n  streams:\n  - {name: Gate_1, url: 'rtsp://u:secret@cam/1'}\n  - {name: b, url: 'ftp://cam/1'}\n  - {name: b}\n  - {url: 'not a url'}", []string{
+			`pipeline.streams[0].name: "Gate_1": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`,
+			`pipeline.streams[1].url: scheme "ftp" is not supported; use rtsp, rtsps, rtmp, http(s), srt or udp`,
+			`pipeline.streams[2].name: "b" is already the name of pipeline.streams[1]`,
+			"pipeline.streams[2].url: required: the camera's rtsp:// URL",
+			"pipeline.streams[3].name: required: a short name such as gate-1",
+			`pipeline.streams[3].url: "not a url" is not a URL such as rtsp://CAMERA:554/stream`,
+		}},
+		{"retention", minimal + "monitoring: {retention: 7 days}", []string{
+			`monitoring.retention: "7 days" is not a Prometheus duration; write it like 7d or 12h`,
+		}},
+		{"public key without bundle", minimal + "bundle: {publicKey: /k.pub}", []string{
+			"bundle.publicKey: is set but bundle.source is empty; set the bundle to verify or remove the key",
+		}},
+		{"not a mapping", "- a\n- b", []string{
+			"(file): the file must hold a mapping of keys at the top, got a list",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadBytes([]byte(tt.yaml), "yaml")
+			var inv *InvalidError
+			if !errors.As(err, &inv) {
+				t.Fatalf("want InvalidError, got %v", err)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid")
+			}
+			var got []string
+			for _, e := range inv.Errs {
+				got = append(got, e.Error())
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors:\n got: %q\nwant: %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCameraPasswordNotInErrors(t *testing.T) {
+	_, err := LoadBytes([]byte(minimal+"pipeline: {streams: [{name: a, url: 'rtsp//u:hunter2@cam'}]}"), "yaml")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("want an error without the password, got %v", err)
+	}
+}
+
+func TestFormats(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"a.yaml": minimal + "node: {role: server, labels: {Zone: North}}",
+		"a.toml": "apiVersion = 'perch.dev/v1alpha1'\nkind = 'Appliance'\n[k3s]\nbinary = '/opt/k3s'\n[node]\nrole = 'server'\n[node.labels]\nZone = 'North'\n",
+		"a.json": `{"apiVersion":"perch.dev/v1alpha1","kind":"Appliance","k3s":{"binary":"/opt/k3s"},"node":{"role":"server","labels":{"Zone":"North"}}}`,
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(Source{File: p})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		// label keys keep their case: viper alone would have made this "zone"
+		if cfg.Node.Labels["Zone"] != "North" || cfg.K3s.Binary != "/opt/k3s" {
+			t.Errorf("%s: got %+v", name, cfg.Node)
+		}
+	}
+}
+
+func TestStdin(t *testing.T) {
+	cfg, err := Load(Source{File: "-", Stdin: strings.NewReader(minimal)})
+	if err != nil || cfg.K3s.Binary != "/opt/k3s" {
+		t.Fatalf("got %v, %v", cfg.K3s, err)
+	}
+}
+
+func TestEnvAndFlagsOverride(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a.yaml")
+	os.WriteFile(p, []byte(minimal+"node: {hostname: from-file, nodeIP: 10.0.0.1}\nregistry: {port: 5001}"), 0o644)
+	env := map[string]string{
+		"PERCH_NODE_HOSTNAME":     "from-env",
+		"PERCH_NODE_NODE_IP":      "10.0.0.2",
+		"PERCH_REGISTRY_PORT":     "5002",
+		"PERCH_K3S_DISABLE":       "traefik, servicelb",
+		"PERCH_NODE_LABELS":       "perch.dev/site=a,tier=edge",
+		"PERCH_K3S_READY_TIMEOUT": "90s",
+		"PERCH_PIPELINE_STREAMS":  `[{"name":"a","url":"rtsp://cam/1"}]`,
+		"PERCH_NODE_CLUSTER_INIT": "true",
+	}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--node-ip", "10.0.0.3"}); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cfg, err := Load(Source{File: p, Flags: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"hostname (env over file)":  cfg.Node.Hostname == "from-env",
+		"nodeIP (flag over env)":    cfg.Node.NodeIP == "10.0.0.3",
+		"port (env int)":            cfg.Registry.Port == 5002,
+		"disable (env list)":        reflect.DeepEqual(cfg.K3s.Disable, []string{"traefik", "servicelb"}),
+		"labels (env map)":          reflect.DeepEqual(cfg.Node.Labels, map[string]string{"perch.dev/site": "a", "tier": "edge"}),
+		"readyTimeout (env dur)":    cfg.K3s.ReadyTimeout == 90*time.Second,
+		"streams (env JSON)":        len(cfg.Pipeline.Streams) == 1 && cfg.Pipeline.Streams[0].URL == "rtsp://cam/1",
+		"clusterInit (env bool)":    cfg.Node.ClusterInit,
+		"defaults kept (gpu.mode)":  cfg.GPU.Mode == GPUAuto,
+		"unset flag does not erase": cfg.K3s.Binary == "/opt/k3s",
+	}
+	for what, ok := range want {
+		if ok != true {
+			t.Errorf("%s: not applied; cfg=%+v", what, cfg)
+		}
+	}
+}
+
+func TestEnvErrorsNameTheVariable(t *testing.T) {
+	t.Setenv("PERCH_K3S_BINARY", "/opt/k3s")
+	t.Setenv("PERCH_REGISTRY_PORT", "five")
+	_, err := Load(Source{})
+	if err == nil || !strings.Contains(err.Error(), "registry.port (from PERCH_REGISTRY_PORT): must be a whole number") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	for path, want := range map[string]string{
+		"node.serverURL":       "PERCH_NODE_SERVER_URL",
+		"node.nodeIP":          "PERCH_NODE_NODE_IP",
+		"k3s.extraArgs":        "PERCH_K3S_EXTRA_ARGS",
+		"gpu.sharing.replicas": "PERCH_GPU_SHARING_REPLICAS",
+		"apiVersion":           "PERCH_API_VERSION",
+	} {
+		if got := EnvName(path); got != want {
+			t.Errorf("EnvName(%s) = %s, want %s", path, got, want)
+		}
+	}
+	seen := map[string]string{}
+	for _, k := range Keys() {
+		if other, dup := seen[k.Env]; dup {
+			t.Errorf("%s and %s share %s", k.Path, other, k.Env)
+		}
+		seen[k.Env] = k.Path
+	}
+}
+
+// Every config shipped in the repo must load: the example printed by
+// `perch config example` and the test configs.
+func TestShippedConfigsValidate(t *testing.T) {
+	if _, err := LoadBytes(Example, "yaml"); err != nil {
+		t.Fatalf("example: %v", err)
+	}
+	files, _ := filepath.Glob("../../testdata/*.yaml")
+	files2, _ := filepath.Glob("../../cmd/perch/testdata/*.yaml")
+	for _, f := range append(files, files2...) {
+		if _, err := Load(Source{File: f}); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestSecretRedacted(t *testing.T) {
+	cfg, err := LoadBytes([]byte(minimal+"node: {token: s3cret}"), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{cfg.Node.Token.String(), sprintf("%v %+v %#v", cfg.Node.Token, cfg.Node, cfg)} {
+		if strings.Contains(s, "s3cret") {
+			t.Errorf("secret leaked: %s", s)
+		}
+	}
+	if string(cfg.Node.Token) != "s3cret" {
+		t.Errorf("value lost")
+	}
+}
+
+func FuzzLoadBytes(f *testing.F) {
+	f.Add(Example, "yaml")
+	f.Add([]byte(minimal), "yaml")
+	f.Add([]byte(`{"node":{"labels":{"a":1}},"k3s":{"extraArgs":[1,{}]}}`), "json")
+	f.Add([]byte("[node]\nrole = 3\n"), "toml")
+	f.Add([]byte("pipeline: {streams: [[], {name: [x]}]}\nk3s: {readyTimeout: -5h}"), "yaml")
+	f.Fuzz(func(t *testing.T, data []byte, format string) {
+		cfg, err := LoadBytes(data, format)
+		if err == nil {
+			if errs := Validate(&cfg); len(errs) > 0 {
+				t.Fatalf("loaded config fails validation: %v", errs)
+			}
+		}
+	})
+}

@@ -1,0 +1,289 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// Source says where a config comes from. Precedence, lowest first: built-in
+// defaults, the file, PERCH_* variables, flags.
+type Source struct {
+	File  string    // a path, "-" for Stdin, or "" for none
+	Stdin io.Reader // read when File is "-"
+	Flags *pflag.FlagSet
+}
+
+// ErrInvalid wraps every config problem, so commands can exit 2 for it.
+var ErrInvalid = errors.New("invalid config")
+
+// InvalidError is the result of a config that cannot be used.
+type InvalidError struct {
+	Source string // the file name, or "config"
+	Errs   FieldErrors
+}
+
+func (e *InvalidError) Error() string {
+	return fmt.Sprintf("%s: %d problem(s):\n%s", e.Source, len(e.Errs), indent(e.Errs.Error()))
+}
+
+func (e *InvalidError) Unwrap() error { return ErrInvalid }
+
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
+
+// Load reads, merges, decodes and validates a config.
+func Load(src Source) (Appliance, error) {
+	name := "config"
+	var raw map[string]any
+	if src.File != "" {
+		data, err := readFile(src)
+		if err != nil {
+			return Appliance{}, err
+		}
+		name = src.File
+		if src.File == "-" {
+			name = "stdin"
+		}
+		raw, err = Parse(data, formatOf(src.File, data))
+		if err != nil {
+			return Appliance{}, &InvalidError{Source: name, Errs: FieldErrors{{Path: "(file)", Msg: err.Error()}}}
+		}
+	}
+	origins, err := overlay(&raw, src)
+	if err != nil {
+		return Appliance{}, err
+	}
+	cfg, errs := decodeAppliance(raw, origins)
+	if len(errs) == 0 {
+		errs = Validate(&cfg)
+	}
+	if len(errs) > 0 {
+		return cfg, &InvalidError{Source: name, Errs: errs}
+	}
+	return cfg, nil
+}
+
+// LoadBytes loads a config held in memory, as the TUI and tests do.
+func LoadBytes(data []byte, format string) (Appliance, error) {
+	raw, err := Parse(data, format)
+	if err != nil {
+		return Appliance{}, &InvalidError{Source: "config", Errs: FieldErrors{{Path: "(file)", Msg: err.Error()}}}
+	}
+	cfg, errs := decodeAppliance(raw, nil)
+	if len(errs) == 0 {
+		errs = Validate(&cfg)
+	}
+	if len(errs) > 0 {
+		return cfg, &InvalidError{Source: "config", Errs: errs}
+	}
+	return cfg, nil
+}
+
+func decodeAppliance(raw map[string]any, origins map[string]string) (Appliance, FieldErrors) {
+	cfg := Default()
+	if raw == nil {
+		raw = map[string]any{}
+	}
+	d := &decoder{origins: origins}
+	d.decodeStruct("", raw, reflect.ValueOf(&cfg).Elem())
+	return cfg, d.errs.sorted()
+}
+
+func readFile(src Source) ([]byte, error) {
+	if src.File == "-" {
+		if src.Stdin == nil {
+			return nil, fmt.Errorf("config from stdin: no input")
+		}
+		return io.ReadAll(io.LimitReader(src.Stdin, 4<<20))
+	}
+	data, err := os.ReadFile(src.File)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w (check the --config path)", err)
+	}
+	return data, nil
+}
+
+func formatOf(file string, data []byte) string {
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".toml":
+		return "toml"
+	case ".json":
+		return "json"
+	case ".yaml", ".yml":
+		return "yaml"
+	}
+	// stdin or no extension: JSON is YAML, and TOML's [tables] are not
+	if t := bytes.TrimSpace(data); bytes.HasPrefix(t, []byte("[")) && !bytes.HasPrefix(t, []byte("[{")) {
+		return "toml"
+	}
+	return "yaml"
+}
+
+// Parse turns file bytes into a case-preserving map. Viper's own reader
+// lowercases every key, label keys included (node.labels.Zone would become
+// zone), so files are decoded here and viper supplies env and flags.
+func Parse(data []byte, format string) (map[string]any, error) {
+	var raw map[string]any
+	var err error
+	switch format {
+	case "toml":
+		err = toml.Unmarshal(data, &raw)
+	case "json":
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var v any
+		if err = dec.Decode(&v); err == nil {
+			m, ok := normalize(v).(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("the file must hold a mapping of keys at the top")
+			}
+			return m, nil
+		}
+	default:
+		var v any
+		if err = yaml.Unmarshal(data, &v); err == nil {
+			if v == nil {
+				return map[string]any{}, nil
+			}
+			m, ok := normalize(v).(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("the file must hold a mapping of keys at the top, got %s", describe(normalize(v)))
+			}
+			return m, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("not valid %s: %v", strings.ToUpper(format), err)
+	}
+	return normalize(raw).(map[string]any), nil
+}
+
+// normalize turns every parser's maps and numbers into the few types the
+// decoder knows.
+func normalize(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			v[k] = normalize(x)
+		}
+		return v
+	case map[any]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[fmt.Sprint(k)] = normalize(x)
+		}
+		return m
+	case []any:
+		for i, x := range v {
+			v[i] = normalize(x)
+		}
+		return v
+	case json.Number:
+		if n, err := v.Int64(); err == nil {
+			return n
+		}
+		f, _ := v.Float64()
+		return f
+	case int:
+		return int64(v)
+	case uint64:
+		return v
+	case float32:
+		return float64(v)
+	}
+	return v
+}
+
+// overlay sets env variables and changed flags over the file's values, and
+// remembers where each came from so errors can name the variable or flag.
+func overlay(raw *map[string]any, src Source) (map[string]string, error) {
+	v := viper.NewWithOptions(viper.KeyDelimiter("::"))
+	origins := map[string]string{}
+	for _, k := range Keys() {
+		vk := strings.ReplaceAll(k.Path, ".", "::")
+		if err := v.BindEnv(vk, k.Env); err != nil {
+			return nil, fmt.Errorf("bind %s: %w", k.Env, err)
+		}
+		if s, ok := os.LookupEnv(k.Env); ok && s != "" {
+			origins[k.Path] = k.Env
+		}
+		if src.Flags == nil || k.Flag == "" {
+			continue
+		}
+		if f := src.Flags.Lookup(k.Flag); f != nil {
+			if err := v.BindPFlag(vk, f); err != nil {
+				return nil, fmt.Errorf("bind --%s: %w", k.Flag, err)
+			}
+			if f.Changed {
+				origins[k.Path] = "--" + k.Flag
+			}
+		}
+	}
+	if *raw == nil {
+		*raw = map[string]any{}
+	}
+	for _, k := range Keys() {
+		if vk := strings.ReplaceAll(k.Path, ".", "::"); v.IsSet(vk) {
+			setPath(*raw, strings.Split(k.Path, "."), fromViper(v.Get(vk)))
+		}
+	}
+	return origins, nil
+}
+
+func fromViper(v any) any {
+	switch v := v.(type) {
+	case []string:
+		out := make([]any, len(v))
+		for i, s := range v {
+			out[i] = s
+		}
+		return out
+	case int:
+		return int64(v)
+	}
+	return v
+}
+
+func setPath(m map[string]any, path []string, v any) {
+	for _, p := range path[:len(path)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[p] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = v
+}
+
+// AddFlags defines the flags of every key that has one, for commands that
+// take a config.
+func AddFlags(fs *pflag.FlagSet) {
+	for _, k := range Keys() {
+		if k.Flag == "" {
+			continue
+		}
+		help := k.Usage
+		if help == "" {
+			help = k.Path
+		}
+		help += " (config " + k.Path + ", env " + k.Env + ")"
+		switch k.typ.Kind() {
+		case reflect.Bool:
+			fs.Bool(k.Flag, false, help)
+		default:
+			fs.String(k.Flag, "", help)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+// Package config holds the Appliance config: the one input of every install,
+// whether it comes from a file, PERCH_* variables, flags or the TUI.
+package config
+
+import "time"
+
+const (
+	APIVersion = "perch.dev/v1alpha1"
+	Kind       = "Appliance"
+)
+
+// Appliance is the whole config. Field tags name the config keys; the env
+// variable of a key is PERCH_ plus its path in upper snake case
+// (node.serverURL -> PERCH_NODE_SERVER_URL), and `flag` names the command
+// line flag where one makes sense.
+type Appliance struct {
+	APIVersion string     `key:"apiVersion"`
+	Kind       string     `key:"kind"`
+	Node       Node       `key:"node"`
+	Bundle     Bundle     `key:"bundle"`
+	K3s        K3s        `key:"k3s"`
+	Registry   Registry   `key:"registry"`
+	GPU        GPU        `key:"gpu"`
+	Pipeline   Pipeline   `key:"pipeline"`
+	Monitoring Monitoring `key:"monitoring"`
+}
+
+type Role string
+
+const (
+	RoleServer Role = "server"
+	RoleAgent  Role = "agent"
+)
+
+type Node struct {
+	Hostname    string            `key:"hostname" flag:"hostname"`
+	Role        Role              `key:"role" flag:"role"`
+	ClusterInit bool              `key:"clusterInit" flag:"cluster-init"`
+	ServerURL   string            `key:"serverURL" flag:"server-url"`
+	Token       Secret            `key:"token"`
+	TokenFile   string            `key:"tokenFile" flag:"token-file"`
+	NodeIP      string            `key:"nodeIP" flag:"node-ip"`
+	Labels      map[string]string `key:"labels"`
+}
+
+type Bundle struct {
+	Source    string `key:"source" flag:"bundle"`
+	PublicKey string `key:"publicKey" flag:"pubkey"`
+}
+
+type K3s struct {
+	// Binary is where the k3s binary comes from until bundles carry it.
+	Binary         string        `key:"binary" flag:"k3s-binary"`
+	ExtraArgs      []string      `key:"extraArgs"`
+	Disable        []string      `key:"disable"`
+	DisableAgent   bool          `key:"disableAgent"`
+	DataDir        string        `key:"dataDir"`
+	DefaultRuntime string        `key:"defaultRuntime"`
+	ReadyTimeout   time.Duration `key:"readyTimeout"`
+}
+
+type Registry struct {
+	Enabled bool `key:"enabled"`
+	Port    int  `key:"port"`
+}
+
+type GPUMode string
+
+const (
+	GPUAuto     GPUMode = "auto"
+	GPURequired GPUMode = "required"
+	GPUOff      GPUMode = "off"
+)
+
+type GPU struct {
+	Mode    GPUMode    `key:"mode" flag:"gpu-mode"`
+	Sharing GPUSharing `key:"sharing"`
+}
+
+type GPUSharing struct {
+	// Replicas is how many pods may share one GPU by time-slicing; 1 means
+	// no sharing.
+	Replicas int `key:"replicas"`
+}
+
+type Pipeline struct {
+	Enabled bool     `key:"enabled"`
+	Streams []Stream `key:"streams"`
+}
+
+type Stream struct {
+	Name string `key:"name"`
+	URL  string `key:"url"`
+}
+
+type Monitoring struct {
+	Enabled   bool   `key:"enabled"`
+	Retention string `key:"retention"`
+	Grafana   bool   `key:"grafana"`
+}
+
+// Secret is a string that never shows up in logs, plans or errors. Saving a
+// config file (TUI review screen) still writes the value: that file is
+// written 0600.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "<redacted>"
+}
+
+func (s Secret) GoString() string { return s.String() }
+
+// Default is the config every loaded file starts from.
+func Default() Appliance {
+	return Appliance{
+		APIVersion: APIVersion,
+		Kind:       Kind,
+		Node:       Node{Role: RoleServer},
+		K3s: K3s{
+			DataDir:      "/var/lib/rancher/k3s",
+			ReadyTimeout: 5 * time.Minute,
+		},
+		Registry:   Registry{Enabled: true, Port: 5000},
+		GPU:        GPU{Mode: GPUAuto, Sharing: GPUSharing{Replicas: 1}},
+		Pipeline:   Pipeline{Enabled: true},
+		Monitoring: Monitoring{Enabled: true, Retention: "7d", Grafana: true},
+	}
+}

@@ -1,0 +1,246 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// managedArgs are k3s flags Perch writes from the config itself; setting
+// them again in extraArgs would make two sources of truth.
+var managedArgs = map[string]string{
+	"--config": "perch writes it", "-c": "perch writes it",
+	"--data-dir": "k3s.dataDir", "-d": "k3s.dataDir",
+	"--token": "node.token", "-t": "node.token", "--token-file": "node.tokenFile",
+	"--server": "node.serverURL", "-s": "node.serverURL",
+	"--cluster-init": "node.clusterInit",
+	"--node-ip":      "node.nodeIP", "-i": "node.nodeIP",
+	"--node-name":        "node.hostname",
+	"--node-label":       "node.labels",
+	"--disable":          "k3s.disable",
+	"--disable-agent":    "k3s.disableAgent",
+	"--default-runtime":  "k3s.defaultRuntime",
+	"--write-kubeconfig": "perch writes it", "-o": "perch writes it",
+	"--write-kubeconfig-mode": "perch writes it",
+}
+
+// Components k3s 1.31 can leave out (k3s server --help, --disable).
+var disableable = []string{"coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes"}
+
+var (
+	promDuration = regexp.MustCompile(`^([0-9]+(ms|s|m|h|d|w|y))+$`)
+	runtimeName  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+)
+
+// Validate checks a decoded config and returns every problem, each with its
+// key and a fix. It only looks at the config itself: files it names are
+// checked when a plan is made on the target machine.
+func Validate(c *Appliance) FieldErrors {
+	var es FieldErrors
+	if c.APIVersion != APIVersion {
+		es.add("apiVersion", "must be %s, got %q", APIVersion, c.APIVersion)
+	}
+	if c.Kind != Kind {
+		es.add("kind", "must be %s, got %q", Kind, c.Kind)
+	}
+	validateNode(c, &es)
+	validateK3s(c, &es)
+	if c.Bundle.PublicKey != "" && c.Bundle.Source == "" {
+		es.add("bundle.publicKey", "is set but bundle.source is empty; set the bundle to verify or remove the key")
+	}
+	if c.Registry.Port < 1 || c.Registry.Port > 65535 {
+		es.add("registry.port", "must be a port between 1 and 65535, got %d", c.Registry.Port)
+	} else if c.Registry.Port == 6443 || c.Registry.Port == 10250 {
+		es.add("registry.port", "%d is used by k3s; pick another port such as 5000", c.Registry.Port)
+	}
+	switch c.GPU.Mode {
+	case GPUAuto, GPURequired, GPUOff:
+	default:
+		es.add("gpu.mode", "must be auto, required or off, got %q", c.GPU.Mode)
+	}
+	if c.GPU.Sharing.Replicas < 1 || c.GPU.Sharing.Replicas > 64 {
+		es.add("gpu.sharing.replicas", "must be between 1 (no sharing) and 64, got %d", c.GPU.Sharing.Replicas)
+	}
+	validatePipeline(c, &es)
+	if c.Monitoring.Retention != "" && !promDuration.MatchString(c.Monitoring.Retention) {
+		es.add("monitoring.retention", "%q is not a Prometheus duration; write it like 7d or 12h", c.Monitoring.Retention)
+	}
+	return es.sorted()
+}
+
+func validateNode(c *Appliance, es *FieldErrors) {
+	n := &c.Node
+	if n.Hostname != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(n.Hostname) {
+			es.add("node.hostname", "%q is not a valid node name: %s", n.Hostname, msg)
+		}
+	}
+	switch n.Role {
+	case RoleServer, RoleAgent:
+	default:
+		es.add("node.role", "must be server or agent, got %q", n.Role)
+	}
+	joining := n.ServerURL != ""
+	if n.Role == RoleAgent && !joining {
+		es.add("node.serverURL", "required when node.role is agent; set it to https://SERVER:6443")
+	}
+	if n.ClusterInit && n.Role != RoleServer {
+		es.add("node.clusterInit", "only a server can start a cluster; remove it or set node.role: server")
+	}
+	if n.ClusterInit && joining {
+		es.add("node.clusterInit", "starts a new cluster, node.serverURL joins one; keep only one of them")
+	}
+	if joining {
+		validateServerURL(n.ServerURL, es)
+	}
+	if n.Token != "" && n.TokenFile != "" {
+		es.add("node.token", "node.token and node.tokenFile are both set; keep one")
+	}
+	if joining && n.Token == "" && n.TokenFile == "" {
+		es.add("node.token", "required to join %s; set node.token or node.tokenFile to the token of the first server (/var/lib/rancher/k3s/server/token there)", n.ServerURL)
+	}
+	if n.Token != "" && strings.ContainsAny(string(n.Token), " \t\n") {
+		es.add("node.token", "must not contain whitespace")
+	}
+	if n.TokenFile != "" && !path.IsAbs(n.TokenFile) {
+		es.add("node.tokenFile", "must be an absolute path, got %q", n.TokenFile)
+	}
+	if n.NodeIP != "" && net.ParseIP(n.NodeIP) == nil {
+		es.add("node.nodeIP", "%q is not an IP address", n.NodeIP)
+	}
+	for _, k := range sortedKeys(n.Labels) {
+		p := "node.labels." + k
+		for _, msg := range validation.IsQualifiedName(k) {
+			es.add(p, "invalid label key: %s", msg)
+		}
+		for _, msg := range validation.IsValidLabelValue(n.Labels[k]) {
+			es.add(p, "invalid label value %q: %s", n.Labels[k], msg)
+		}
+		if prefix, _, ok := strings.Cut(k, "/"); ok && (strings.HasSuffix(prefix, "kubernetes.io") || strings.HasSuffix(prefix, "k8s.io")) {
+			es.add(p, "the kubelet may not set labels under %s; use your own prefix such as perch.dev/", prefix)
+		}
+	}
+}
+
+func validateServerURL(s string, es *FieldErrors) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		es.add("node.serverURL", "%q must look like https://SERVER:6443", s)
+		return
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			es.add("node.serverURL", "port %q is not a port number", p)
+		}
+	}
+	if u.Path != "" && u.Path != "/" {
+		es.add("node.serverURL", "must not have a path, got %q", u.Path)
+	}
+}
+
+func validateK3s(c *Appliance, es *FieldErrors) {
+	k := &c.K3s
+	if k.Binary == "" && c.Bundle.Source == "" {
+		es.add("k3s.binary", "required: the path of the k3s binary to install")
+	}
+	if k.Binary != "" && !path.IsAbs(k.Binary) {
+		es.add("k3s.binary", "must be an absolute path, got %q", k.Binary)
+	}
+	for i, a := range k.ExtraArgs {
+		p := fmt.Sprintf("k3s.extraArgs[%d]", i)
+		if !strings.HasPrefix(a, "-") {
+			es.add(p, "%q is not a flag; write it as --flag=value", a)
+			continue
+		}
+		name, _, _ := strings.Cut(a, "=")
+		if owner, ok := managedArgs[name]; ok {
+			if owner == "perch writes it" {
+				es.add(p, "%s is managed by perch; remove it", name)
+			} else {
+				es.add(p, "%s is set from %s; use that key instead", name, owner)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i, d := range k.Disable {
+		p := fmt.Sprintf("k3s.disable[%d]", i)
+		if !slices.Contains(disableable, d) {
+			es.add(p, "%q is not a k3s component; valid: %s", d, strings.Join(disableable, ", "))
+		}
+		if seen[d] {
+			es.add(p, "%q is listed twice", d)
+		}
+		seen[d] = true
+	}
+	if k.DisableAgent && c.Node.Role != RoleServer {
+		es.add("k3s.disableAgent", "only a server can run without an agent; remove it")
+	}
+	if !path.IsAbs(k.DataDir) {
+		es.add("k3s.dataDir", "must be an absolute path, got %q", k.DataDir)
+	}
+	if k.DefaultRuntime != "" && !runtimeName.MatchString(k.DefaultRuntime) {
+		es.add("k3s.defaultRuntime", "%q is not a runtime handler name such as nvidia", k.DefaultRuntime)
+	}
+	if k.ReadyTimeout < 10*time.Second || k.ReadyTimeout > 2*time.Hour {
+		es.add("k3s.readyTimeout", "must be between 10s and 2h, got %s", k.ReadyTimeout)
+	}
+}
+
+func validatePipeline(c *Appliance, es *FieldErrors) {
+	names := map[string]int{}
+	for i, s := range c.Pipeline.Streams {
+		p := fmt.Sprintf("pipeline.streams[%d]", i)
+		if s.Name == "" {
+			es.add(p+".name", "required: a short name such as gate-1")
+		} else {
+			for _, msg := range validation.IsDNS1123Label(s.Name) {
+				es.add(p+".name", "%q: %s", s.Name, msg)
+			}
+			if j, dup := names[s.Name]; dup {
+				es.add(p+".name", "%q is already the name of pipeline.streams[%d]", s.Name, j)
+			}
+			names[s.Name] = i
+		}
+		if s.URL == "" {
+			es.add(p+".url", "required: the camera's rtsp:// URL")
+			continue
+		}
+		u, err := url.Parse(s.URL)
+		if err != nil || u.Host == "" {
+			es.add(p+".url", "%q is not a URL such as rtsp://CAMERA:554/stream", redactURL(s.URL))
+			continue
+		}
+		switch u.Scheme {
+		case "rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp":
+		default:
+			es.add(p+".url", "scheme %q is not supported; use rtsp, rtsps, rtmp, http(s), srt or udp", u.Scheme)
+		}
+	}
+}
+
+// redactURL keeps camera passwords out of error messages, even in URLs too
+// broken to parse.
+func redactURL(s string) string {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 && i < at {
+		start = i + 3
+	}
+	return s[:start] + "***" + s[at:]
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
