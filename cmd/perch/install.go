@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/perchedge/perch/installer"
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/installer/engine"
+)
+
+// target is what every command acting on a node takes: the config and
+// where to apply it.
+type target struct {
+	configFile string
+	root       string
+	init       string
+	output     string
+	flags      *pflag.FlagSet
+}
+
+func (t *target) bind(fs *pflag.FlagSet, withConfigFlags bool) {
+	fs.StringVarP(&t.configFile, "config", "c", "", "appliance config file (YAML, TOML or JSON; - for stdin)")
+	fs.StringVar(&t.root, "root", "/", "install under this directory instead of / (sandboxes, tests)")
+	fs.StringVar(&t.init, "init", "auto", "init system: auto, systemd, openrc or none (perch supervises k3s itself)")
+	fs.StringVarP(&t.output, "output", "o", "text", "output format: text or json")
+	if withConfigFlags {
+		config.AddFlags(fs)
+	}
+	t.flags = fs
+}
+
+func (t *target) check() error {
+	if t.output != "text" && t.output != "json" {
+		return &usageError{fmt.Errorf("--output must be text or json, got %q", t.output)}
+	}
+	return nil
+}
+
+func (t *target) load(s *streams) (config.Appliance, error) {
+	cfg, err := config.Load(config.Source{File: t.configFile, Stdin: s.in, Flags: t.flags})
+	var inv *config.InvalidError
+	if errors.As(err, &inv) {
+		fmt.Fprintln(s.err, inv.Error())
+		return cfg, &alreadyReported{err}
+	}
+	return cfg, err
+}
+
+func (t *target) sink(s *streams) engine.Sink {
+	if t.output == "json" {
+		return engine.JSONPrinter(s.out)
+	}
+	return engine.TextPrinter(s.out)
+}
+
+func newInstallCmd(s *streams) *cobra.Command {
+	var t target
+	var dryRun, yes bool
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Install or update this node to match the appliance config",
+		Long: "Install k3s and the appliance on this node, changing only what differs from\n" +
+			"the config. A re-run on an installed node changes nothing; an interrupted\n" +
+			"install resumes. Config comes from --config, PERCH_* variables and flags.",
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := t.check(); err != nil {
+				return err
+			}
+			cfg, err := t.load(s)
+			if err != nil {
+				return err
+			}
+			inst, err := installer.New(cfg, installer.Options{Root: t.root, Init: t.init, Sink: t.sink(s)})
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				return printPlan(cmd.Context(), s, &t, inst)
+			}
+			if !yes && isTerminal(s.in) && t.output == "text" {
+				if err := printPlan(cmd.Context(), s, &t, inst); err != nil {
+					return err
+				}
+				if !confirm(s, "Apply this plan?") {
+					return errors.New("cancelled; nothing was changed")
+				}
+			}
+			_, err = inst.Install(cmd.Context())
+			var se *engine.StepError
+			if errors.As(err, &se) {
+				return &alreadyReported{err} // the event stream showed it
+			}
+			return err
+		},
+	}
+	t.bind(cmd.Flags(), true)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask before applying the plan")
+	return cmd
+}
+
+func newPlanCmd(s *streams) *cobra.Command {
+	var t target
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what install would change, changing nothing",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := t.check(); err != nil {
+				return err
+			}
+			cfg, err := t.load(s)
+			if err != nil {
+				return err
+			}
+			inst, err := installer.New(cfg, installer.Options{Root: t.root, Init: t.init})
+			if err != nil {
+				return err
+			}
+			return printPlan(cmd.Context(), s, &t, inst)
+		},
+	}
+	t.bind(cmd.Flags(), true)
+	return cmd
+}
+
+func printPlan(ctx context.Context, s *streams, t *target, inst *installer.Installer) error {
+	p, err := inst.Plan(ctx)
+	if t.output == "json" {
+		out := struct {
+			Node    string            `json:"node"`
+			Steps   []engine.StepPlan `json:"steps"`
+			Summary engine.Summary    `json:"summary"`
+			Error   string            `json:"error,omitempty"`
+		}{Node: inst.Describe(), Steps: p.Steps, Summary: p.Summary()}
+		if err != nil {
+			out.Error = err.Error()
+		}
+		enc := json.NewEncoder(s.out)
+		enc.SetIndent("", "  ")
+		if encErr := enc.Encode(out); encErr != nil {
+			return encErr
+		}
+		if err != nil {
+			return &alreadyReported{err}
+		}
+		return nil
+	}
+	fmt.Fprintf(s.out, "Plan for %s\n\n", inst.Describe())
+	if err != nil {
+		fmt.Fprint(s.out, p.Text())
+		return err
+	}
+	fmt.Fprint(s.out, p.Text())
+	return nil
+}
+
+func newUninstallCmd(s *streams) *cobra.Command {
+	var t target
+	var purge, yes bool
+	cmd := &cobra.Command{
+		Use:   "uninstall",
+		Short: "Stop and remove what perch installed (data is kept unless --purge)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := t.check(); err != nil {
+				return err
+			}
+			cfg := config.Default()
+			if t.configFile != "" {
+				var err error
+				if cfg, err = t.load(s); err != nil {
+					return err
+				}
+			}
+			inst, err := installer.New(cfg, installer.Options{Root: t.root, Init: t.init})
+			if err != nil {
+				return err
+			}
+			if !yes && isTerminal(s.in) {
+				what := "Remove the k3s service and the files perch installed"
+				if purge {
+					what += ", AND delete all cluster data"
+				}
+				if !confirm(s, what+"?") {
+					return errors.New("cancelled; nothing was changed")
+				}
+			}
+			done, err := inst.Uninstall(cmd.Context(), purge)
+			for _, d := range done {
+				fmt.Fprintln(s.out, d)
+			}
+			if err == nil && len(done) == 0 {
+				fmt.Fprintln(s.out, "nothing to remove: perch has not installed anything here")
+			}
+			return err
+		},
+	}
+	t.bind(cmd.Flags(), false)
+	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the k3s data dir and perch's state and logs")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}
+
+func isTerminal(r any) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func confirm(s *streams, q string) bool {
+	fmt.Fprintf(s.out, "%s [y/N] ", q)
+	line, _ := bufio.NewReader(s.in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
+}

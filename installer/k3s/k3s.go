@@ -1,0 +1,173 @@
+// Package k3s provisions k3s on a node: preflight, binary, config, service,
+// readiness and kubeconfig, each as an engine step that changes only what
+// differs from the config.
+package k3s
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/installer/host"
+)
+
+// Host paths Perch writes, relative to --root. k3s reads the first three
+// from their upstream locations, so people find them where the k3s docs
+// say.
+const (
+	BinDir        = "/usr/local/bin"
+	ConfigPath    = "/etc/rancher/k3s/config.yaml"
+	K3sKubeconfig = "/etc/rancher/k3s/k3s.yaml"
+	Kubeconfig    = "/etc/perch/kubeconfig"
+	TokenPath     = "/etc/perch/secrets/k3s-token"
+	PerchPath     = BinDir + "/perch"
+	startedPath   = engine.StateDir + "/k3s-service.digest"
+)
+
+// Links are the tools the k3s multi-call binary provides, as upstream's
+// install script links them.
+var Links = []string{"kubectl", "crictl", "ctr"}
+
+// Env is what every k3s step works with.
+type Env struct {
+	Cfg  *config.Appliance
+	Host *host.Host
+	Init host.Init
+	// NodeName is node.hostname or this machine's hostname.
+	NodeName string
+	// PerchBinary is the running perch, installed so services started by
+	// the `none` init survive the copy perch was run from.
+	PerchBinary string
+}
+
+// ServiceName is k3s for servers and k3s-agent for agents, as upstream.
+func (e *Env) ServiceName() string {
+	if e.Cfg.Node.Role == config.RoleAgent {
+		return "k3s-agent"
+	}
+	return "k3s"
+}
+
+// Steps returns the k3s provisioning steps in order.
+func Steps(e *Env) []engine.Step {
+	steps := []engine.Step{
+		&preflightStep{e},
+		&binaryStep{env: e, name: "perch-binary", src: func() string { return e.PerchBinary }, dest: PerchPath},
+		&binaryStep{env: e, name: "k3s-binary", src: func() string { return e.Cfg.K3s.Binary }, dest: BinDir + "/k3s", field: "k3s.binary", links: Links},
+		&configStep{e},
+		&serviceStep{e},
+		&readyStep{e},
+	}
+	if e.Cfg.Node.Role == config.RoleServer {
+		steps = append(steps, &kubeconfigStep{e})
+	}
+	return steps
+}
+
+// ConfigFile renders /etc/rancher/k3s/config.yaml. Paths in it are real
+// paths, since k3s reads them without knowing about --root.
+func (e *Env) ConfigFile() ([]byte, error) {
+	c := e.Cfg
+	m := map[string]any{
+		"node-name":             e.NodeName,
+		"data-dir":              e.Host.Path(c.K3s.DataDir),
+		"write-kubeconfig":      e.Host.Path(K3sKubeconfig),
+		"write-kubeconfig-mode": "0600",
+	}
+	if tf := e.tokenFile(); tf != "" {
+		m["token-file"] = tf
+	}
+	if c.Node.NodeIP != "" {
+		m["node-ip"] = c.Node.NodeIP
+	}
+	if c.Node.ServerURL != "" {
+		m["server"] = c.Node.ServerURL
+	}
+	if c.Node.Role == config.RoleServer {
+		if c.Node.ClusterInit {
+			m["cluster-init"] = true
+		}
+		if len(c.K3s.Disable) > 0 {
+			m["disable"] = c.K3s.Disable
+		}
+		if c.K3s.DisableAgent {
+			m["disable-agent"] = true
+		}
+	}
+	if len(c.Node.Labels) > 0 {
+		var labels []string
+		for k, v := range c.Node.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		slices.Sort(labels)
+		m["node-label"] = labels
+	}
+	if c.K3s.DefaultRuntime != "" {
+		m["default-runtime"] = c.K3s.DefaultRuntime
+	}
+	body, err := yaml.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# Written by perch from the appliance config; edits here are overwritten.\n"), body...), nil
+}
+
+// tokenFile is the file k3s reads the join token from: the user's own
+// tokenFile as is, or Perch's 0600 copy of an inline token.
+func (e *Env) tokenFile() string {
+	switch {
+	case e.Cfg.Node.TokenFile != "":
+		return e.Cfg.Node.TokenFile
+	case e.Cfg.Node.Token != "":
+		return e.Host.Path(TokenPath)
+	}
+	return ""
+}
+
+// Service is the k3s service definition for the init system.
+func (e *Env) Service() host.Service {
+	role := "server"
+	if e.Cfg.Node.Role == config.RoleAgent {
+		role = "agent"
+	}
+	exec := []string{e.Host.Path(BinDir + "/k3s"), role, "--config", e.Host.Path(ConfigPath)}
+	exec = append(exec, e.Cfg.K3s.ExtraArgs...)
+	return host.Service{
+		Name:        e.ServiceName(),
+		Description: "Lightweight Kubernetes (k3s " + role + ", installed by perch)",
+		Exec:        exec,
+		Notify:      true, // k3s tells systemd when it is up
+		Env:         map[string]string{"K3S_NODE_NAME": e.NodeName},
+	}
+}
+
+// serviceDigest identifies everything a running k3s read at start: its
+// command line, config file and token. A change of any of them needs a
+// restart.
+func (e *Env) serviceDigest() (string, error) {
+	h := sha256.New()
+	svc, _ := json.Marshal(e.Service())
+	h.Write(svc)
+	cfg, err := e.ConfigFile()
+	if err != nil {
+		return "", err
+	}
+	h.Write(cfg)
+	if e.Cfg.Node.Token != "" {
+		h.Write([]byte(e.Cfg.Node.Token))
+	} else if e.Cfg.Node.TokenFile != "" {
+		tok, err := os.ReadFile(e.Cfg.Node.TokenFile)
+		if err != nil {
+			return "", fmt.Errorf("node.tokenFile: %w; create it with the token of the first server", err)
+		}
+		h.Write(tok)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}

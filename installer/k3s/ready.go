@@ -1,0 +1,129 @@
+package k3s
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/installer/engine"
+)
+
+// readyStep waits until k3s serves: the API for a server without agent, the
+// Node object Ready otherwise. On a timeout it shows the end of k3s's log,
+// which is where the reason always is.
+type readyStep struct{ env *Env }
+
+func (s *readyStep) Name() string { return "k3s-ready" }
+
+func (s *readyStep) target() string {
+	e := s.env
+	if e.Cfg.Node.Role == config.RoleServer && e.Cfg.K3s.DisableAgent {
+		return "the Kubernetes API to answer"
+	}
+	return "node " + e.NodeName + " to be Ready"
+}
+
+func (s *readyStep) Plan(context.Context) ([]engine.Change, error) {
+	return []engine.Change{{Action: engine.Wait, Kind: engine.Check, Target: s.target(),
+		Detail: "timeout " + s.env.Cfg.K3s.ReadyTimeout.String()}}, nil
+}
+
+// kubeconfig is the one this node can read itself with: the admin one on a
+// server, the kubelet's on an agent.
+func (s *readyStep) kubeconfig() string {
+	e := s.env
+	if e.Cfg.Node.Role == config.RoleAgent {
+		return path.Join(e.Cfg.K3s.DataDir, "agent/kubelet.kubeconfig")
+	}
+	return K3sKubeconfig
+}
+
+func (s *readyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Reporter) error {
+	e := s.env
+	ctx, cancel := context.WithTimeout(ctx, e.Cfg.K3s.ReadyTimeout)
+	defer cancel()
+	start := time.Now()
+	r.Logf("waiting for %s", s.target())
+	var last string
+	for {
+		done, why := s.check(ctx)
+		if done {
+			r.Logf("%s after %s", strings.TrimSuffix(strings.TrimPrefix(s.target(), "the "), " to answer")+" ready",
+				time.Since(start).Round(10*time.Millisecond))
+			return nil
+		}
+		if why != last {
+			r.Logf("not ready yet: %s", why)
+			last = why
+		}
+		if st, err := e.Init.Status(ctx, e.ServiceName()); err == nil && !st.Installed {
+			return fmt.Errorf("service %s is gone", e.ServiceName())
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				tail, _ := e.Init.LogTail(context.Background(), e.ServiceName(), 30)
+				return fmt.Errorf("k3s was not ready after %s (%s); raise k3s.readyTimeout if the machine is slow. Last lines of the %s log:\n%s",
+					e.Cfg.K3s.ReadyTimeout, why, e.ServiceName(), indent(tail))
+			}
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (s *readyStep) check(ctx context.Context) (bool, string) {
+	e := s.env
+	raw, err := e.Host.ReadFile(s.kubeconfig())
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, "k3s has not written " + s.kubeconfig() + " yet"
+	}
+	if err != nil {
+		return false, err.Error()
+	}
+	rc, err := clientcmd.RESTConfigFromKubeConfig(raw)
+	if err != nil {
+		return false, "kubeconfig: " + err.Error()
+	}
+	rc.Timeout = 5 * time.Second
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return false, err.Error()
+	}
+	if e.Cfg.Node.Role == config.RoleServer {
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		if err != nil || strings.TrimSpace(string(body)) != "ok" {
+			return false, "API server not ready"
+		}
+		if e.Cfg.K3s.DisableAgent {
+			return true, ""
+		}
+	}
+	node, err := cs.CoreV1().Nodes().Get(ctx, e.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return false, "node not registered yet"
+	}
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			if c.Status == corev1.ConditionTrue {
+				return true, ""
+			}
+			return false, "node not Ready: " + c.Message
+		}
+	}
+	return false, "node has no Ready condition yet"
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
