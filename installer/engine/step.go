@@ -72,7 +72,11 @@ type Change struct {
 func (c Change) String() string {
 	s := fmt.Sprintf("%s %s %s %s", c.Action.symbol(), c.Action, c.Kind, c.Target)
 	if c.Kind == Check || c.Kind == Node {
-		s = fmt.Sprintf("%s %s %s", c.Action.symbol(), c.Action, c.Target)
+		verb := string(c.Action)
+		if c.Action == Wait {
+			verb = "wait for"
+		}
+		s = fmt.Sprintf("%s %s %s", c.Action.symbol(), verb, c.Target)
 	}
 	if c.Detail != "" {
 		s += " (" + c.Detail + ")"
