@@ -79,6 +79,14 @@ func Run(ctx context.Context, steps []Step, o Options) (Summary, error) {
 			return total, fail(o, j, dirty, s.Name(), begin, err, emit)
 		}
 		start := o.Now()
+		if dirty && j.Step != s.Name() {
+			// once this run has changed something, the journal follows every
+			// step, so a crash is reported where it happened
+			j.Step = s.Name()
+			if err := j.Save(o.Store); err != nil {
+				return total, fail(o, j, dirty, s.Name(), start, err, emit)
+			}
+		}
 		emit(Event{Time: start, Type: StepStarted, Step: s.Name(), Message: "checking"})
 		cs, err := s.Plan(ctx)
 		if err != nil {

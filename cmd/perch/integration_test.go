@@ -1,0 +1,315 @@
+//go:build integration
+
+// Integration tier: the real perch binary installs a real k3s (built from
+// the pinned module by scripts/k3s-fixture) under a sandbox root with
+// --init none. Run with `make integration`.
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+var perchBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "perch-bin")
+	if err != nil {
+		panic(err)
+	}
+	perchBin = filepath.Join(dir, "perch")
+	if out, err := exec.Command("go", "build", "-o", perchBin, ".").CombinedOutput(); err != nil {
+		panic("build perch: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type sandbox struct {
+	t    *testing.T
+	root string
+	cfg  string
+}
+
+func newSandbox(t *testing.T) *sandbox {
+	k3s := os.Getenv("PERCH_K3S_BIN")
+	if k3s == "" {
+		t.Fatal("PERCH_K3S_BIN is not set: run `make integration`, which builds the k3s fixture")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the integration tier runs k3s and needs root")
+	}
+	dir := t.TempDir()
+	body, err := os.ReadFile("../../testdata/server.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "appliance.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(string(body), "/var/cache/perch-test/k3s", k3s)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &sandbox{t: t, root: filepath.Join(dir, "root"), cfg: cfg}
+	t.Cleanup(func() {
+		// whatever happened, leave no k3s running
+		s.perch("uninstall", "--root", s.root, "--init", "none", "--purge", "--yes")
+	})
+	return s
+}
+
+// cmd runs perch inside scripts/sandbox, so k3s cannot write the real /etc.
+func (s *sandbox) cmd(args ...string) *exec.Cmd {
+	return exec.Command("../../scripts/sandbox", append([]string{s.root, perchBin}, args...)...)
+}
+
+func (s *sandbox) perch(args ...string) (string, int) {
+	out, err := s.cmd(args...).CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatalf("perch %v: %v", args, err)
+	}
+	return string(out), code
+}
+
+func (s *sandbox) install(extra ...string) (string, time.Duration) {
+	s.t.Helper()
+	start := time.Now()
+	out, code := s.perch(append([]string{"install", "--config", s.cfg, "--root", s.root, "--init", "none", "--yes"}, extra...)...)
+	took := time.Since(start)
+	if code != 0 {
+		s.t.Fatalf("install exited %d:\n%s", code, out)
+	}
+	return out, took
+}
+
+// fileState is what "the same files" means: path, type, mode, content.
+type fileState struct {
+	Mode   fs.FileMode
+	Digest string
+	Ino    uint64
+	MTime  time.Time
+}
+
+// snapshot records every file Perch owns under the root. k3s's own data
+// dir and the logs are k3s's and change by themselves.
+func (s *sandbox) snapshot() map[string]fileState {
+	s.t.Helper()
+	out := map[string]fileState{}
+	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(s.root, p)
+		if rel == "var/lib/rancher/k3s" || rel == "var/log/perch" || rel == "run" {
+			return filepath.SkipDir
+		}
+		if d.IsDir() {
+			return nil
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fileState{Mode: fi.Mode(), Ino: fi.Sys().(*syscall.Stat_t).Ino, MTime: fi.ModTime()}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			st.Digest, _ = os.Readlink(p)
+		} else {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(data)
+			st.Digest = hex.EncodeToString(sum[:])
+		}
+		out[rel] = st
+		return nil
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return out
+}
+
+func (s *sandbox) apiVersion() string {
+	s.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(s.root, "etc/perch/kubeconfig"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	rc, err := clientcmd.RESTConfigFromKubeConfig(raw)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	v, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		s.t.Fatalf("API does not answer: %v", err)
+	}
+	return v.GitVersion
+}
+
+func TestIntegrationInstallConvergesAndIsIdempotent(t *testing.T) {
+	s := newSandbox(t)
+
+	out, took := s.install()
+	t.Logf("cold install to API ready: %s", took.Round(time.Millisecond))
+	if !strings.Contains(out, "install complete: 8 created") {
+		t.Fatalf("install output:\n%s", out)
+	}
+	if v := s.apiVersion(); !strings.Contains(v, "k3s") {
+		t.Fatalf("API version %q is not k3s", v)
+	}
+	for p, mode := range map[string]fs.FileMode{"etc/perch/kubeconfig": 0o600, "etc/rancher/k3s/config.yaml": 0o600, "usr/local/bin/k3s": 0o755} {
+		fi, err := os.Stat(filepath.Join(s.root, p))
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %v (%v), want %04o", p, fi.Mode(), err, mode)
+		}
+	}
+
+	plan, code := s.perch("plan", "--config", s.cfg, "--root", s.root, "--init", "none")
+	if code != 0 || !strings.Contains(plan, "No changes: this node matches the config.") {
+		t.Fatalf("plan after install (exit %d):\n%s", code, plan)
+	}
+	jplan, _ := s.perch("plan", "--config", s.cfg, "--root", s.root, "--init", "none", "--output", "json")
+	var pj struct{ Summary map[string]int }
+	if err := json.Unmarshal([]byte(jplan), &pj); err != nil {
+		t.Fatalf("plan json: %v\n%s", err, jplan)
+	}
+	for k, n := range pj.Summary {
+		if n != 0 {
+			t.Errorf("json plan after install: %d to %s", n, k)
+		}
+	}
+
+	before := s.snapshot()
+	out, took = s.install()
+	t.Logf("no-op re-run (includes the readiness check): %s", took.Round(time.Millisecond))
+	if !strings.Contains(out, "no changes, the node already matched the config") {
+		t.Fatalf("second install did something:\n%s", out)
+	}
+	after := s.snapshot()
+	if len(before) != len(after) {
+		t.Fatalf("file set changed: %d -> %d files", len(before), len(after))
+	}
+	for p, st := range before {
+		if after[p] != st {
+			t.Errorf("no-op re-run wrote %s: %+v -> %+v", p, st, after[p])
+		}
+	}
+
+	// A second install while one holds the lock is refused, and names why.
+	lock := exec.Command("flock", "-o", filepath.Join(s.root, "var/lib/perch/install.lock"), "sleep", "5")
+	if err := lock.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	out, code = s.perch("install", "--config", s.cfg, "--root", s.root, "--init", "none", "--yes")
+	lock.Process.Kill()
+	lock.Wait()
+	if code != 1 || !strings.Contains(out, "another perch install is running on this host (pid ") {
+		t.Fatalf("concurrent install: exit %d\n%s", code, out)
+	}
+
+	out, code = s.perch("uninstall", "--root", s.root, "--init", "none", "--purge", "--yes")
+	if code != 0 || !strings.Contains(out, "removed service k3s") || !strings.Contains(out, "purged /var/lib/rancher/k3s") {
+		t.Fatalf("uninstall (exit %d):\n%s", code, out)
+	}
+	if left := s.snapshot(); len(left) != 0 {
+		t.Fatalf("uninstall --purge left files: %v", left)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "supervise --root "+s.root).Output(); len(out) > 0 {
+		t.Fatalf("supervisor still running: %s", out)
+	}
+}
+
+// kill -9 of perch at any point, then a re-run, must give the same files
+// as an uninterrupted install.
+func TestIntegrationKillNineThenRerunConverges(t *testing.T) {
+	s := newSandbox(t)
+	s.install()
+	want := contentOnly(s.snapshot())
+	s.perch("uninstall", "--root", s.root, "--init", "none", "--purge", "--yes")
+
+	for _, point := range []struct{ event, step string }{
+		{"progress", "k3s-binary"},    // in the middle of copying 200 MB
+		{"step-started", "k3s-ready"}, // k3s started, readiness not seen
+	} {
+		cmd := s.cmd("install", "--config", s.cfg, "--root", s.root, "--init", "none", "--yes", "--output", "json")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Kill perch itself, not the sandbox wrapper around it (it execs,
+		// so they are the same process).
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		killed := false
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var ev struct{ Event, Step string }
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == point.event && ev.Step == point.step {
+				cmd.Process.Signal(syscall.SIGKILL)
+				killed = true
+				break
+			}
+		}
+		cmd.Wait()
+		if !killed {
+			t.Fatalf("never saw %s of %s", point.event, point.step)
+		}
+		out, _ := s.install()
+		if !strings.Contains(out, "resuming: the previous install stopped in step "+point.step) {
+			t.Errorf("re-run after kill at %s did not say it resumed:\n%s", point.step, out)
+		}
+		got := contentOnly(s.snapshot())
+		for p, st := range want {
+			if got[p] != st {
+				t.Errorf("after kill -9 at %s %s: %s is %+v, want %+v", point.event, point.step, p, got[p], st)
+			}
+		}
+		for p := range got {
+			if _, ok := want[p]; !ok {
+				t.Errorf("after kill -9 at %s: extra file %s", point.step, p)
+			}
+		}
+		if v := s.apiVersion(); !strings.Contains(v, "k3s") {
+			t.Fatalf("API after recovery: %q", v)
+		}
+		s.perch("uninstall", "--root", s.root, "--init", "none", "--purge", "--yes")
+	}
+}
+
+// contentOnly keeps what must be equal between two installs: files that
+// k3s generates anew (certificates in the kubeconfig) and the journal's
+// timestamps are compared by mode only.
+func contentOnly(m map[string]fileState) map[string]fileState {
+	out := map[string]fileState{}
+	for p, st := range m {
+		st.Ino, st.MTime = 0, time.Time{}
+		switch p {
+		case "etc/perch/kubeconfig", "etc/rancher/k3s/k3s.yaml", "var/lib/perch/journal.json":
+			st.Digest = ""
+		}
+		out[p] = st
+	}
+	return out
+}
