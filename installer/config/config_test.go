@@ -253,6 +253,9 @@ func TestShippedConfigsValidate(t *testing.T) {
 	files, _ := filepath.Glob("../../testdata/*.yaml")
 	files2, _ := filepath.Glob("../../cmd/perch/testdata/*.yaml")
 	for _, f := range append(files, files2...) {
+		if strings.HasPrefix(filepath.Base(f), "broken") {
+			continue // fixtures of mistakes, checked by the CLI tests
+		}
 		if _, err := Load(Source{File: f}); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}

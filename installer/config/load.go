@@ -65,9 +65,6 @@ func Load(src Source) (Appliance, error) {
 		return Appliance{}, err
 	}
 	cfg, errs := decodeAppliance(raw, origins)
-	if len(errs) == 0 {
-		errs = Validate(&cfg)
-	}
 	if len(errs) > 0 {
 		return cfg, &InvalidError{Source: name, Errs: errs}
 	}
@@ -81,9 +78,6 @@ func LoadBytes(data []byte, format string) (Appliance, error) {
 		return Appliance{}, &InvalidError{Source: "config", Errs: FieldErrors{{Path: "(file)", Msg: err.Error()}}}
 	}
 	cfg, errs := decodeAppliance(raw, nil)
-	if len(errs) == 0 {
-		errs = Validate(&cfg)
-	}
 	if len(errs) > 0 {
 		return cfg, &InvalidError{Source: "config", Errs: errs}
 	}
@@ -97,7 +91,20 @@ func decodeAppliance(raw map[string]any, origins map[string]string) (Appliance, 
 	}
 	d := &decoder{origins: origins}
 	d.decodeStruct("", raw, reflect.ValueOf(&cfg).Elem())
-	return cfg, d.errs.sorted()
+	// Validate what did decode too, so one run lists every problem; a key
+	// that failed to decode kept its default and is not judged again.
+	failed := map[string]bool{}
+	for _, e := range d.errs {
+		p, _, _ := strings.Cut(e.Path, " (from ")
+		failed[p] = true
+	}
+	errs := d.errs
+	for _, e := range Validate(&cfg) {
+		if !failed[e.Path] {
+			errs = append(errs, e)
+		}
+	}
+	return cfg, errs.sorted()
 }
 
 func readFile(src Source) ([]byte, error) {

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func perch(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	p := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from golden (go test -update, then review the diff):\n--- got\n%s\n--- want\n%s", p, got, want)
+	}
+}
+
+// fixture writes a config whose k3s binary is a small stand-in, enough for
+// planning: plan runs `k3s --version` and hashes the file, nothing more.
+func fixture(t *testing.T) (cfg, root string) {
+	t.Helper()
+	dir := t.TempDir()
+	k3s := filepath.Join(dir, "k3s")
+	os.WriteFile(k3s, []byte("#!/bin/sh\necho 'k3s version v1.31.1+k3s1 (452dbbc1)'\necho 'go version go1.22.6'\n"), 0o755)
+	body, err := os.ReadFile("../../testdata/server.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = filepath.Join(dir, "appliance.yaml")
+	os.WriteFile(cfg, bytes.ReplaceAll(body, []byte("/var/cache/perch-test/k3s"), []byte(k3s)), 0o644)
+	root = filepath.Join(dir, "root")
+	return cfg, root
+}
+
+var (
+	perchSize = regexp.MustCompile(`(/usr/local/bin/perch) \([0-9.]+ MiB\)`)
+	warnLine  = regexp.MustCompile(`(?m)^  ! warn .*\n`)
+)
+
+// normalize removes what differs between machines: the test binary's
+// size, the sandbox path and this machine's preflight warnings.
+func normalize(s, root string) string {
+	s = strings.ReplaceAll(s, root, "ROOT")
+	s = perchSize.ReplaceAllString(s, "$1 (SIZE)")
+	return warnLine.ReplaceAllString(s, "")
+}
+
+func TestPlanFreshNode(t *testing.T) {
+	cfg, root := fixture(t)
+	out, errOut, code := perch(t, "", "plan", "--config", cfg, "--root", root, "--init", "none")
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	golden(t, "plan-fresh", normalize(out, root))
+
+	out, _, code = perch(t, "", "plan", "--config", cfg, "--root", root, "--init", "none", "--output", "json")
+	var p struct {
+		Summary map[string]int
+		Steps   []struct{ Step string }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil {
+		t.Fatalf("json plan (exit %d): %s", code, out)
+	}
+	if p.Summary["create"] != 8 || p.Summary["start"] != 1 || len(p.Steps) != 7 {
+		t.Errorf("json plan summary %v, %d steps", p.Summary, len(p.Steps))
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	cfg, root := fixture(t)
+	os.MkdirAll(root, 0o755)
+	out, errOut, code := perch(t, "", "install", "--dry-run", "--config", cfg, "--root", root, "--init", "none")
+	if code != 0 || !strings.Contains(out, "Plan: 8 to create") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+	}
+	var written []string
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if p != root {
+			written = append(written, p)
+		}
+		return nil
+	})
+	if len(written) > 0 {
+		t.Fatalf("dry run wrote %v", written)
+	}
+}
+
+func TestValidateListsEveryError(t *testing.T) {
+	out, errOut, code := perch(t, "", "config", "validate", "testdata/broken.yaml")
+	if code != 2 || out != "" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	if strings.Contains(errOut, "hunter2") {
+		t.Fatal("a camera password reached the error output")
+	}
+	golden(t, "validate-broken", errOut)
+}
+
+func TestExampleValidatesFromStdin(t *testing.T) {
+	example, _, code := perch(t, "", "config", "example")
+	if code != 0 || !strings.Contains(example, "apiVersion: perch.dev/v1alpha1") {
+		t.Fatalf("example: exit %d", code)
+	}
+	out, errOut, code := perch(t, example, "config", "validate", "-")
+	if code != 0 || out != "stdin: valid\n" {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	cfg, root := fixture(t)
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"unknown flag", []string{"install", "--frobnicate"}, 2, "unknown flag: --frobnicate"},
+		{"bad output", []string{"plan", "--config", cfg, "--output", "yaml"}, 2, "--output must be text or json"},
+		{"bad init", []string{"plan", "--config", cfg, "--root", root, "--init", "upstart"}, 1, "--init"},
+		{"invalid config", []string{"plan", "--config", "testdata/broken.yaml"}, 2, "node.serverURL: required when node.role is agent"},
+		{"missing config file", []string{"plan", "--config", missing}, 1, "check the --config path"},
+		{"extra argument", []string{"version", "now"}, 2, "takes no arguments"},
+		{"flag fixes config", []string{"plan", "--config", cfg, "--root", root, "--init", "none", "--k3s-binary", "/nonexistent/k3s"}, 1, "k3s.binary: stat /nonexistent/k3s: no such file or directory"},
+		{"env fixes config", []string{"config", "validate", "-"}, 0, ""},
+	}
+	t.Setenv("PERCH_K3S_BINARY", "/opt/k3s")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := perch(t, "apiVersion: perch.dev/v1alpha1\nkind: Appliance\n", tt.args...)
+			if code != tt.code || !strings.Contains(out+errOut, tt.msg) {
+				t.Fatalf("exit %d (want %d), output:\n%s%s", code, tt.code, out, errOut)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, _, code := perch(t, "", "version")
+	if code != 0 || !strings.HasPrefix(out, "perch dev") {
+		t.Fatalf("exit %d: %q", code, out)
+	}
+}
