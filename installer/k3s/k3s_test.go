@@ -1,0 +1,118 @@
+package k3s
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/installer/host"
+)
+
+func env(t *testing.T, mod string) *Env {
+	t.Helper()
+	doc := "apiVersion: perch.dev/v1alpha1\nkind: Appliance\n" + mod
+	if !strings.Contains(mod, "k3s:") {
+		doc += "\nk3s: {binary: /opt/k3s}"
+	}
+	cfg, err := config.LoadBytes([]byte(doc), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := host.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := host.NewInit(h, "none", "/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{Cfg: &cfg, Host: h, Init: in, NodeName: "edge-01"}
+}
+
+func TestConfigFilePerRole(t *testing.T) {
+	tests := []struct {
+		name    string
+		mod     string
+		service string
+		want    map[string]any // keys besides the ones every node has
+	}{
+		{"single server", "k3s: {binary: /opt/k3s, disable: [traefik]}", "k3s",
+			map[string]any{"disable": []any{"traefik"}}},
+		{"first HA server", "node: {clusterInit: true, token: s3cret, labels: {b: '2', a: '1'}}", "k3s",
+			map[string]any{"cluster-init": true, "token-file": "ROOT/etc/perch/secrets/k3s-token", "node-label": []any{"a=1", "b=2"}}},
+		{"joining server", "node: {serverURL: 'https://10.0.0.1:6443', tokenFile: /run/token, nodeIP: 10.0.0.2}", "k3s",
+			map[string]any{"server": "https://10.0.0.1:6443", "token-file": "/run/token", "node-ip": "10.0.0.2"}},
+		{"agent", "node: {role: agent, serverURL: 'https://10.0.0.1:6443', token: s3cret}\nk3s: {binary: /opt/k3s, disable: [traefik], defaultRuntime: nvidia}", "k3s-agent",
+			map[string]any{"server": "https://10.0.0.1:6443", "token-file": "ROOT/etc/perch/secrets/k3s-token", "default-runtime": "nvidia"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := env(t, tt.mod)
+			body, err := e.ConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := yaml.Unmarshal(body, &got); err != nil {
+				t.Fatal(err)
+			}
+			root := e.Host.Root()
+			want := map[string]any{
+				"node-name":             "edge-01",
+				"data-dir":              root + "/var/lib/rancher/k3s",
+				"write-kubeconfig":      root + "/etc/rancher/k3s/k3s.yaml",
+				"write-kubeconfig-mode": "0600",
+			}
+			for k, v := range tt.want {
+				if s, ok := v.(string); ok && len(s) > 4 && s[:4] == "ROOT" {
+					v = root + s[4:]
+				}
+				want[k] = v
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("config.yaml:\n got %v\nwant %v", got, want)
+			}
+			if e.ServiceName() != tt.service {
+				t.Errorf("service %s, want %s", e.ServiceName(), tt.service)
+			}
+		})
+	}
+}
+
+// An inline token lands in its own 0600 file and never in the plan text.
+func TestTokenIsASecretFile(t *testing.T) {
+	e := env(t, "node: {clusterInit: true, token: s3cret}")
+	s := &configStep{e}
+	cs, err := s.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []engine.Change{
+		{Action: engine.Create, Kind: engine.File, Target: ConfigPath, Detail: "mode 0600"},
+		{Action: engine.Create, Kind: engine.File, Target: TokenPath, Detail: "mode 0600, secret"},
+	}
+	if !reflect.DeepEqual(cs, want) {
+		t.Fatalf("plan %v", cs)
+	}
+	if err := s.Apply(context.Background(), cs, nil); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := e.Host.Stat(TokenPath)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %v %v", fi, err)
+	}
+	if cs, _ := s.Plan(context.Background()); len(cs) != 0 {
+		t.Fatalf("plan after apply: %v", cs)
+	}
+	// A changed token changes what k3s read at start: restart needed.
+	d1, _ := e.serviceDigest()
+	e.Cfg.Node.Token = "other"
+	if d2, _ := e.serviceDigest(); d1 == d2 {
+		t.Fatal("token change does not change the service digest")
+	}
+}
