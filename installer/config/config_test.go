@@ -292,3 +292,11 @@ func FuzzLoadBytes(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkLoadExample(b *testing.B) {
+	for b.Loop() {
+		if _, err := LoadBytes(Example, "yaml"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

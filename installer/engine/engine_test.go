@@ -164,3 +164,24 @@ func TestProgressHasRateAndETA(t *testing.T) {
 		t.Errorf("json: %s", buf.String())
 	}
 }
+
+// A converged host must be cheap to re-check: this is the engine's share of
+// a no-op `perch install`.
+func BenchmarkNoopRun(b *testing.B) {
+	h, err := host.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var steps []Step
+	for _, n := range []string{"a", "b", "c", "d", "e", "f"} {
+		steps = append(steps, &fileStep{h: h, path: "/etc/" + n, data: strings.Repeat(n, 4096)})
+	}
+	if _, err := Run(context.Background(), steps, Options{Store: h}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if sum, err := Run(context.Background(), steps, Options{Store: h}); err != nil || sum.Total() != 0 {
+			b.Fatal(sum, err)
+		}
+	}
+}
