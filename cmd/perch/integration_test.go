@@ -228,6 +228,29 @@ func TestIntegrationInstallConvergesAndIsIdempotent(t *testing.T) {
 		t.Fatalf("concurrent install: exit %d\n%s", code, out)
 	}
 
+	// A config change rewrites only k3s's config and restarts k3s, which
+	// reads it only at start; then the node is converged again.
+	body, _ := os.ReadFile(s.cfg)
+	os.WriteFile(s.cfg, []byte(strings.Replace(string(body), "perch.dev/site: test", "perch.dev/site: test-2", 1)), 0o644)
+	plan, _ = s.perch("plan", "--config", s.cfg, "--root", s.root, "--init", "none")
+	for _, want := range []string{"~ update file /etc/rancher/k3s/config.yaml (mode 0600)", "> restart service k3s (none) (to read the new config)", "Plan: 0 to create, 2 to update, 0 to delete, 0 to start, 1 to restart."} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan after a label change lacks %q:\n%s", want, plan)
+		}
+	}
+	out, took = s.install()
+	t.Logf("config change with k3s restart: %s", took.Round(time.Millisecond))
+	if !strings.Contains(out, "install complete: 0 created, 2 updated, 0 deleted, 0 started, 1 restarted") {
+		t.Fatalf("install after a config change:\n%s", out)
+	}
+	cfgYAML, _ := os.ReadFile(filepath.Join(s.root, "etc/rancher/k3s/config.yaml"))
+	if !strings.Contains(string(cfgYAML), "perch.dev/site=test-2") {
+		t.Fatalf("config.yaml not rewritten:\n%s", cfgYAML)
+	}
+	if plan, _ = s.perch("plan", "--config", s.cfg, "--root", s.root, "--init", "none"); !strings.Contains(plan, "No changes") {
+		t.Fatalf("not converged after the change:\n%s", plan)
+	}
+
 	out, code = s.perch("uninstall", "--root", s.root, "--init", "none", "--purge", "--yes")
 	if code != 0 || !strings.Contains(out, "removed service k3s") || !strings.Contains(out, "purged /var/lib/rancher/k3s") {
 		t.Fatalf("uninstall (exit %d):\n%s", code, out)
