@@ -55,6 +55,18 @@ func (t *target) load(s *streams) (config.Appliance, error) {
 	return cfg, err
 }
 
+// installer validates flags, loads the config and prepares an installer.
+func (t *target) installer(s *streams, sink engine.Sink) (*installer.Installer, error) {
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	cfg, err := t.load(s)
+	if err != nil {
+		return nil, err
+	}
+	return installer.New(cfg, installer.Options{Root: t.root, Init: t.init, Sink: sink})
+}
+
 func (t *target) sink(s *streams) engine.Sink {
 	if t.output == "json" {
 		return engine.JSONPrinter(s.out)
@@ -73,14 +85,7 @@ func newInstallCmd(s *streams) *cobra.Command {
 			"install resumes. Config comes from --config, PERCH_* variables and flags.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := t.check(); err != nil {
-				return err
-			}
-			cfg, err := t.load(s)
-			if err != nil {
-				return err
-			}
-			inst, err := installer.New(cfg, installer.Options{Root: t.root, Init: t.init, Sink: t.sink(s)})
+			inst, err := t.installer(s, t.sink(s))
 			if err != nil {
 				return err
 			}
@@ -116,14 +121,7 @@ func newPlanCmd(s *streams) *cobra.Command {
 		Short: "Show what install would change, changing nothing",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := t.check(); err != nil {
-				return err
-			}
-			cfg, err := t.load(s)
-			if err != nil {
-				return err
-			}
-			inst, err := installer.New(cfg, installer.Options{Root: t.root, Init: t.init})
+			inst, err := t.installer(s, nil)
 			if err != nil {
 				return err
 			}

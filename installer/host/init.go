@@ -201,3 +201,16 @@ func (h *Host) logTail(p string, lines int) (string, error) {
 	}
 	return string(b), nil
 }
+
+// definitionExists says whether the unit or script of service name exists,
+// for the init systems whose definition is a single file.
+func definitionExists(h *Host, name string, path func(string) string) (bool, error) {
+	if err := checkName(name); err != nil {
+		return false, err
+	}
+	_, err := h.Stat(path(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}

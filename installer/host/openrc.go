@@ -2,9 +2,7 @@ package host
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 )
@@ -28,16 +26,7 @@ func (o *openrc) Install(ctx context.Context, svc Service) (bool, error) {
 	return o.h.WriteFile(scriptPath(svc.Name), script, svc.definitionMode(0o755))
 }
 
-func (o *openrc) installed(name string) (bool, error) {
-	if err := checkName(name); err != nil {
-		return false, err
-	}
-	_, err := o.h.Stat(scriptPath(name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	return err == nil, err
-}
+func (o *openrc) installed(name string) (bool, error) { return definitionExists(o.h, name, scriptPath) }
 
 func (o *openrc) Status(ctx context.Context, name string) (Status, error) {
 	ok, err := o.installed(name)

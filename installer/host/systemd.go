@@ -2,9 +2,7 @@ package host
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"strconv"
 	"strings"
 )
@@ -29,16 +27,7 @@ func (s *systemd) Install(ctx context.Context, svc Service) (bool, error) {
 	return true, nil
 }
 
-func (s *systemd) installed(name string) (bool, error) {
-	if err := checkName(name); err != nil {
-		return false, err
-	}
-	_, err := s.h.Stat(unitPath(name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	return err == nil, err
-}
+func (s *systemd) installed(name string) (bool, error) { return definitionExists(s.h, name, unitPath) }
 
 func (s *systemd) Status(ctx context.Context, name string) (Status, error) {
 	ok, err := s.installed(name)
