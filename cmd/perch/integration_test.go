@@ -258,8 +258,8 @@ func TestIntegrationInstallConvergesAndIsIdempotent(t *testing.T) {
 	if left := s.snapshot(); len(left) != 0 {
 		t.Fatalf("uninstall --purge left files: %v", left)
 	}
-	if out, _ := exec.Command("pgrep", "-f", "supervise --root "+s.root).Output(); len(out) > 0 {
-		t.Fatalf("supervisor still running: %s", out)
+	if pids := processesMentioning(s.root); len(pids) > 0 {
+		t.Fatalf("processes still running from the sandbox: %v", pids)
 	}
 }
 
@@ -335,4 +335,48 @@ func contentOnly(m map[string]fileState) map[string]fileState {
 		out[p] = st
 	}
 	return out
+}
+
+// When k3s never becomes ready, install fails in k3s-ready, names the
+// timeout key and shows the end of k3s's log, where the cause is.
+func TestIntegrationNotReadyShowsK3sLog(t *testing.T) {
+	s := newSandbox(t)
+	broken := filepath.Join(t.TempDir(), "k3s")
+	os.WriteFile(broken, []byte("#!/bin/sh\n[ \"$1\" = --version ] && { echo 'k3s version v0.0.0-broken (0)'; exit 0; }\necho 'level=fatal msg=\"starting kubernetes: preparing server: disk on fire\"'\nexit 1\n"), 0o755)
+	body, _ := os.ReadFile(s.cfg)
+	cfg := strings.Replace(string(body), "readyTimeout: 2m", "readyTimeout: 10s", 1)
+	cfg = strings.Replace(cfg, os.Getenv("PERCH_K3S_BIN"), broken, 1)
+	os.WriteFile(s.cfg, []byte(cfg), 0o644)
+	out, code := s.perch("install", "--config", s.cfg, "--root", s.root, "--init", "none", "--yes")
+	for _, want := range []string{
+		"[k3s-ready] FAILED after",
+		"k3s was not ready after 10s",
+		"raise k3s.readyTimeout if the machine is slow",
+		"disk on fire",
+		"install failed in step k3s-ready",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+}
+
+// processesMentioning lists running processes whose command line names
+// root: the supervisor and k3s of that sandbox.
+func processesMentioning(root string) []string {
+	var found []string
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range cmdlines {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), root) {
+			found = append(found, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return found
 }
