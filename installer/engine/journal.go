@@ -124,9 +124,11 @@ func lockHolder(f *os.File) string {
 	return "pid unknown"
 }
 
+// Release unlocks; calling it again is harmless.
 func (l *Lock) Release() {
 	if l != nil && l.f != nil {
 		_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
 		_ = l.f.Close()
+		l.f = nil
 	}
 }
