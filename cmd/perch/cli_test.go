@@ -166,3 +166,20 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("exit %d: %q", code, out)
 	}
 }
+
+func TestBundleKeygen(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "site")
+	out, errOut, code := perch(t, "", "bundle", "keygen", "--out", name)
+	if code != 0 || !strings.Contains(out, "public key: "+name+".pub") {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	if fi, err := os.Stat(name + ".key"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key: %v %v", fi, err)
+	}
+	if _, errOut, code = perch(t, "", "bundle", "keygen", "--out", name); code != 1 || !strings.Contains(errOut, "already exists") {
+		t.Fatalf("second keygen: exit %d %s", code, errOut)
+	}
+	if _, _, code = perch(t, "", "bundle", "keygen"); code != 2 {
+		t.Fatalf("keygen without --out: exit %d", code)
+	}
+}

@@ -28,6 +28,7 @@ func newRootCmd(s *streams) *cobra.Command {
 		newInstallCmd(s),
 		newPlanCmd(s),
 		newConfigCmd(s),
+		newBundleCmd(s),
 		newUninstallCmd(s),
 		newVersionCmd(s),
 		newSuperviseCmd(),
