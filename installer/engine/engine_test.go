@@ -185,3 +185,26 @@ func BenchmarkNoopRun(b *testing.B) {
 		}
 	}
 }
+
+// A failed install whose cause went away by itself (nothing left to change)
+// must still close the journal, or every later run would claim to resume.
+func TestNoopRunClosesAFailedJournal(t *testing.T) {
+	h := newHost(t)
+	bad := &fileStep{h: h, path: "/etc/a", data: "a", err: errors.New("not yet")}
+	if _, err := Run(context.Background(), []Step{bad}, Options{Store: h}); err == nil {
+		t.Fatal("want failure")
+	}
+	h.WriteFile("/etc/a", []byte("a"), 0o644) // the cause went away
+	bad.err = nil
+	if _, err := Run(context.Background(), []Step{bad}, Options{Store: h}); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := ReadJournal(h); j.Status != "complete" {
+		t.Fatalf("journal still %q after a successful run", j.Status)
+	}
+	var evs []Event
+	Run(context.Background(), []Step{bad}, Options{Store: h, Sink: collect(&evs)})
+	if evs[0].Message != "install started" {
+		t.Errorf("third run: %q", evs[0].Message)
+	}
+}

@@ -74,6 +74,7 @@ func Run(ctx context.Context, steps []Step, o Options) (Summary, error) {
 	}
 	emit(Event{Time: begin, Type: RunStarted, Message: msg})
 	dirty := false
+	var applied Plan
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
 			return total, fail(o, j, dirty, s.Name(), begin, err, emit)
@@ -113,15 +114,13 @@ func Run(ctx context.Context, steps []Step, o Options) (Summary, error) {
 		if err := s.Apply(ctx, cs, r); err != nil {
 			return total, fail(o, j, dirty, s.Name(), start, err, emit)
 		}
-		sp := Plan{Steps: []StepPlan{{Changes: cs}}}.Summary()
-		total.Create += sp.Create
-		total.Update += sp.Update
-		total.Delete += sp.Delete
-		total.Start += sp.Start
-		total.Restart += sp.Restart
+		applied.Steps = append(applied.Steps, StepPlan{Step: s.Name(), Changes: cs})
+		total = applied.Summary()
 		emit(Event{Time: o.Now(), Type: StepDone, Step: s.Name(), Changes: cs, Duration: o.Now().Sub(start).Seconds()})
 	}
-	if dirty {
+	// An earlier run that failed or died is closed by this one even when
+	// nothing was left to change (k3s may have come up on its own since).
+	if dirty || j.Status == "running" || j.Status == "failed" {
 		j.Status, j.Step, j.Error = "complete", "", ""
 		if err := j.Save(o.Store); err != nil {
 			return total, err

@@ -302,7 +302,11 @@ func (h *Host) OpenLock(p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.mkdirs(filepath.Dir(n), 0o755); err != nil {
+	dir, _, err := split(n)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	if err := h.mkdirs(dir, 0o755); err != nil {
 		return nil, h.wrap("lock", p, err)
 	}
 	f, err := h.t.OpenFile(n, os.O_RDONLY|os.O_CREATE, 0o644)

@@ -116,3 +116,16 @@ func TestTokenIsASecretFile(t *testing.T) {
 		t.Fatal("token change does not change the service digest")
 	}
 }
+
+func TestReadyWording(t *testing.T) {
+	for mod, want := range map[string][2]string{
+		"k3s: {binary: /opt/k3s, disableAgent: true}": {"the Kubernetes API", "the Kubernetes API to answer"},
+		"": {"node edge-01", "node edge-01 to be Ready"},
+		"node: {role: agent, serverURL: 'https://10.0.0.1:6443', token: t}": {"node edge-01", "node edge-01 to be Ready"},
+	} {
+		subject, plan := (&readyStep{env(t, mod)}).what()
+		if subject != want[0] || plan != want[1] {
+			t.Errorf("%q: got %q / %q", mod, subject, plan)
+		}
+	}
+}

@@ -25,16 +25,18 @@ type readyStep struct{ env *Env }
 
 func (s *readyStep) Name() string { return "k3s-ready" }
 
-func (s *readyStep) target() string {
+// what is awaited, and how the plan says it
+func (s *readyStep) what() (subject, plan string) {
 	e := s.env
 	if e.Cfg.Node.Role == config.RoleServer && e.Cfg.K3s.DisableAgent {
-		return "the Kubernetes API to answer"
+		return "the Kubernetes API", "the Kubernetes API to answer"
 	}
-	return "node " + e.NodeName + " to be Ready"
+	return "node " + e.NodeName, "node " + e.NodeName + " to be Ready"
 }
 
 func (s *readyStep) Plan(context.Context) ([]engine.Change, error) {
-	return []engine.Change{{Action: engine.Wait, Kind: engine.Check, Target: s.target(),
+	_, target := s.what()
+	return []engine.Change{{Action: engine.Wait, Kind: engine.Check, Target: target,
 		Detail: "timeout " + s.env.Cfg.K3s.ReadyTimeout.String()}}, nil
 }
 
@@ -53,13 +55,13 @@ func (s *readyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Repo
 	ctx, cancel := context.WithTimeout(ctx, e.Cfg.K3s.ReadyTimeout)
 	defer cancel()
 	start := time.Now()
-	r.Logf("waiting for %s", s.target())
+	subject, target := s.what()
+	r.Logf("waiting for %s", target)
 	var last string
 	for {
 		done, why := s.check(ctx)
 		if done {
-			r.Logf("%s after %s", strings.TrimSuffix(strings.TrimPrefix(s.target(), "the "), " to answer")+" ready",
-				time.Since(start).Round(10*time.Millisecond))
+			r.Logf("%s is ready after %s", subject, time.Since(start).Round(10*time.Millisecond))
 			return nil
 		}
 		if why != last {
