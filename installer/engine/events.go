@@ -49,6 +49,13 @@ type Reporter struct {
 	now   func() time.Time
 	start time.Time
 	last  time.Time
+	what  string
+}
+
+// NewReporter reports for work outside a Run, such as a bundle build, so
+// that it prints and streams the same way an install step does.
+func NewReporter(step string, sink Sink) *Reporter {
+	return &Reporter{step: step, sink: sink, now: time.Now}
 }
 
 // Logf reports a line for the log pane and the plain log.
@@ -60,8 +67,8 @@ func (r *Reporter) Logf(format string, args ...any) {
 // times a second and always at the end.
 func (r *Reporter) Progress(what string, done, total int64) {
 	now := r.now()
-	if r.start.IsZero() {
-		r.start = now
+	if r.start.IsZero() || what != r.what {
+		r.start, r.what, r.last = now, what, time.Time{}
 	}
 	if done < total && now.Sub(r.last) < 250*time.Millisecond {
 		return

@@ -1,0 +1,360 @@
+package bundles
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"aead.dev/minisign"
+	"github.com/google/go-containerregistry/pkg/authn"
+)
+
+// BuildOptions says where a bundle goes and how it is signed.
+type BuildOptions struct {
+	// Out is a directory, or an archive when it ends in .tar.zst.
+	Out string
+	// Key signs the manifest; nil builds an unsigned bundle, which sites
+	// accept only with --insecure-skip-signature.
+	Key *minisign.PrivateKey
+	// Split cuts an archive into parts of at most this many bytes.
+	Split int64
+	// Pwd resolves relative sources: the spec file's directory.
+	Pwd      string
+	Keychain authn.Keychain
+	Progress ProgressFunc
+	// Log gets one line per phase.
+	Log     func(format string, args ...any)
+	BuiltBy string
+}
+
+// Result is what a build wrote.
+type Result struct {
+	Manifest *Manifest
+	Paths    []string // the directory, the archive, or its parts
+}
+
+// Build fetches everything the spec names, writes the bundle and signs it.
+// It works in a directory beside Out and leaves nothing behind on failure.
+func Build(ctx context.Context, s *Spec, o BuildOptions) (*Result, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Split > 0 && !strings.HasSuffix(o.Out, ArchiveExt) {
+		return nil, fmt.Errorf("--split needs an archive: end --out in %s", ArchiveExt)
+	}
+	if o.Split > 0 && o.Split < 1<<20 {
+		return nil, fmt.Errorf("--split %d is too small; use at least 1MiB (3900MiB suits FAT32)", o.Split)
+	}
+	for _, p := range []string{o.Out, partName(o.Out, 1)} {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("%s already exists; remove it or choose another --out", p)
+		}
+	}
+	logf := o.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	parent := filepath.Dir(o.Out)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp(parent, "."+filepath.Base(o.Out)+".build-")
+	if err != nil {
+		return nil, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(work)
+		}
+	}()
+	b := &builder{spec: s, opts: o, dir: filepath.Join(work, "bundle"), tmp: filepath.Join(work, "src"), logf: logf,
+		fetch: &fetcher{pwd: o.Pwd, progress: o.Progress}}
+	m, err := b.build(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Manifest: m}
+	if IsArchive(o.Out) {
+		logf("writing %s", o.Out)
+		if res.Paths, err = writeArchive(b.dir, m, o.Key != nil, o.Out, o.Split, o.Progress); err != nil {
+			return nil, fmt.Errorf("write %s: %w", o.Out, err)
+		}
+		return res, nil
+	}
+	if err := os.Rename(b.dir, o.Out); err != nil {
+		return nil, err
+	}
+	done = true
+	os.RemoveAll(work)
+	res.Paths = []string{o.Out}
+	return res, nil
+}
+
+type builder struct {
+	spec  *Spec
+	opts  BuildOptions
+	dir   string // the bundle as it will be
+	tmp   string // fetched sources that are not bundle files as they are
+	fetch *fetcher
+	logf  func(string, ...any)
+}
+
+func (b *builder) build(ctx context.Context) (*Manifest, error) {
+	s := b.spec
+	m := &Manifest{APIVersion: APIVersion, Kind: ManifestKind, Name: s.Name, Version: s.Version, Arch: s.Arch, BuiltBy: b.opts.BuiltBy}
+	b.logf("fetching k3s from %s", s.K3s.Binary)
+	bin := filepath.Join(b.dir, filepath.FromSlash(K3sBinaryPath))
+	if err := b.fetch.get(ctx, "k3s.binary", s.K3s.Binary, bin, false); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(bin, 0o755); err != nil {
+		return nil, err
+	}
+	v, err := k3sVersion(ctx, bin, s.Arch)
+	if err != nil {
+		return nil, fmt.Errorf("k3s.binary: %w", err)
+	}
+	m.K3s = K3sInfo{Version: v, Binary: K3sBinaryPath}
+	if s.K3s.AirgapImages != "" {
+		name := "k3s-airgap-images-" + s.Arch + airgapExt(s.K3s.AirgapImages)
+		m.K3s.AirgapImages = path.Join("k3s", name)
+		b.logf("fetching k3s airgap images from %s", s.K3s.AirgapImages)
+		if err := b.fetch.get(ctx, "k3s.airgapImages", s.K3s.AirgapImages, filepath.Join(b.dir, "k3s", name), false); err != nil {
+			return nil, err
+		}
+	}
+	images := append([]string(nil), s.Images...)
+	for i, c := range s.Charts {
+		what := fmt.Sprintf("charts[%d] %s", i, c.Name)
+		b.logf("fetching chart %s from %s", c.Name, c.Source)
+		src := filepath.Join(b.tmp, "chart-"+c.Name)
+		if err := b.fetch.get(ctx, what, c.Source, src, true); err != nil {
+			return nil, err
+		}
+		ch, rel, err := packChart(chartSource(src), c.Name, b.dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		entry := Chart{Name: c.Name, Version: ch.Metadata.Version, Path: rel}
+		if s.ImagesFromCharts {
+			if entry.Images, err = ChartImages(ch); err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+			images = append(images, entry.Images...)
+		}
+		m.Charts = append(m.Charts, entry)
+	}
+	for i, f := range s.Files {
+		b.logf("fetching %s from %s", f.Dest, f.Source)
+		dst := filepath.Join(b.dir, filesDir, filepath.FromSlash(path.Clean(f.Dest)))
+		if err := b.fetch.get(ctx, fmt.Sprintf("files[%d]", i), f.Source, dst, false); err != nil {
+			return nil, err
+		}
+	}
+	if m.Images, m.Layout, err = b.images(ctx, images); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(b.tmp); err != nil {
+		return nil, err
+	}
+	b.logf("hashing")
+	if m.Files, err = hashTree(b.dir, b.opts.Progress); err != nil {
+		return nil, err
+	}
+	raw, err := m.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, ManifestName), raw, 0o644); err != nil {
+		return nil, err
+	}
+	if b.opts.Key != nil {
+		sig, err := Sign(*b.opts.Key, bytes.NewReader(raw), fmt.Sprintf("perch bundle %s %s %s", m.Name, m.Version, m.Arch))
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(b.dir, SignatureName), sig, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (b *builder) images(ctx context.Context, refs []string) ([]Image, Layout, error) {
+	seen := map[string]bool{}
+	var uniq []string
+	for _, r := range refs {
+		if !seen[r] {
+			seen[r] = true
+			uniq = append(uniq, r)
+		}
+	}
+	sort.Strings(uniq)
+	w, err := newImageWriter(filepath.Join(b.dir, ImagesDir), b.spec.Arch, b.opts.Keychain, b.opts.Progress)
+	if err != nil {
+		return nil, Layout{}, err
+	}
+	b.logf("resolving %d images for linux/%s", len(uniq), b.spec.Arch)
+	res, err := w.resolve(ctx, uniq)
+	if err != nil {
+		return nil, Layout{}, err
+	}
+	images, err := w.write(ctx, res)
+	if err != nil {
+		return nil, Layout{}, err
+	}
+	return images, w.stats(images), nil
+}
+
+// chartSource is the chart inside what go-getter fetched: the directory
+// itself, or the single archive file in it.
+func chartSource(fetched string) string {
+	fi, err := os.Stat(fetched)
+	if err != nil || !fi.IsDir() {
+		return fetched
+	}
+	if _, err := os.Stat(filepath.Join(fetched, "Chart.yaml")); err == nil {
+		return fetched
+	}
+	entries, _ := os.ReadDir(fetched)
+	if len(entries) == 1 && !entries[0].IsDir() {
+		return filepath.Join(fetched, entries[0].Name())
+	}
+	return fetched
+}
+
+func airgapExt(src string) string {
+	u := src
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	for _, ext := range []string{".tar.zst", ".tar.gz", ".tar.lz4", ".tar.bz2", ".tar.xz", ".tar"} {
+		if strings.HasSuffix(u, ext) {
+			return ext
+		}
+	}
+	return ".tar"
+}
+
+// hashTree lists every file under dir with its size and sha256. A bundle
+// holds regular files only; anything else is a build bug.
+func hashTree(dir string, progress ProgressFunc) ([]File, error) {
+	var files []File
+	var total int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", p)
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		files = append(files, File{Path: filepath.ToSlash(rel), Size: fi.Size()})
+		total += fi.Size()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var done int64
+	buf := make([]byte, 1<<20)
+	for i := range files {
+		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(files[i].Path)))
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.New()
+		_, err = io.CopyBuffer(h, f, buf)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		files[i].SHA256 = hex.EncodeToString(h.Sum(nil))
+		done += files[i].Size
+		progress.report("hashing", done, total)
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	return files, nil
+}
+
+var k3sVersionRe = regexp.MustCompile(`v[0-9]+\.[0-9]+\.[0-9]+(-rc[0-9]+)?\+k3s[0-9A-Za-z.-]*`)
+
+// k3sVersion asks the binary when it can run here, else finds the version
+// string the k3s build stamps into it.
+func k3sVersion(ctx context.Context, bin, arch string) (string, error) {
+	if arch == runtime.GOARCH {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, "--version").Output()
+		if err == nil {
+			if v := k3sVersionRe.Find(out); v != nil {
+				return string(v), nil
+			}
+		}
+	}
+	f, err := os.Open(bin)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	counts := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sc.Split(splitPrintable)
+	for sc.Scan() {
+		for _, v := range k3sVersionRe.FindAll(sc.Bytes(), -1) {
+			counts[string(v)]++
+		}
+	}
+	best := ""
+	for v, n := range counts {
+		if n > counts[best] || (n == counts[best] && v > best) {
+			best = v
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("%s does not look like a k3s binary (no k3s version in it)", filepath.Base(bin))
+	}
+	return best, nil
+}
+
+// splitPrintable yields runs of printable ASCII, like strings(1).
+func splitPrintable(data []byte, atEOF bool) (int, []byte, error) {
+	start := 0
+	for start < len(data) && !printable(data[start]) {
+		start++
+	}
+	for i := start; i < len(data); i++ {
+		if !printable(data[i]) {
+			return i + 1, data[start:i], nil
+		}
+	}
+	if atEOF || len(data)-start >= 1<<19 {
+		if len(data) == 0 {
+			return 0, nil, nil
+		}
+		return len(data), data[start:], nil
+	}
+	return start, nil, nil
+}
+
+func printable(c byte) bool { return c >= 0x20 && c < 0x7f }

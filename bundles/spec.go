@@ -1,0 +1,139 @@
+package bundles
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"sigs.k8s.io/yaml"
+)
+
+// Spec is a BundleSpec: what `perch bundle build` puts in a bundle. Sources
+// are go-getter sources (a path, file://, http(s):// with ?checksum=).
+type Spec struct {
+	APIVersion       string      `json:"apiVersion"`
+	Kind             string      `json:"kind"`
+	Name             string      `json:"name"`
+	Version          string      `json:"version"`
+	Arch             string      `json:"arch"`
+	K3s              SpecK3s     `json:"k3s"`
+	Charts           []SpecChart `json:"charts,omitempty"`
+	Images           []string    `json:"images,omitempty"`
+	ImagesFromCharts bool        `json:"imagesFromCharts,omitempty"`
+	Files            []SpecFile  `json:"files,omitempty"`
+}
+
+// SpecK3s names where the k3s inputs come from.
+type SpecK3s struct {
+	Binary       string `json:"binary"`
+	AirgapImages string `json:"airgapImages,omitempty"`
+}
+
+// SpecChart is a chart archive (.tgz) or a chart directory.
+type SpecChart struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+}
+
+// SpecFile is any other file, placed at dest under files/.
+type SpecFile struct {
+	Source string `json:"source"`
+	Dest   string `json:"dest"`
+}
+
+const SpecKind = "BundleSpec"
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	// versions end up in file names and image tags
+	versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}$`)
+)
+
+// LoadSpec reads a BundleSpec file. Relative local sources in it are
+// relative to the file's directory.
+func LoadSpec(file string) (*Spec, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("bundle spec: %w", err)
+	}
+	var s Spec
+	if err := yaml.UnmarshalStrict(raw, &s); err != nil {
+		return nil, fmt.Errorf("bundle spec %s: %v", file, strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: "))
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("bundle spec %s:\n%w", file, err)
+	}
+	return &s, nil
+}
+
+// Validate lists every problem at once, each with its field.
+func (s *Spec) Validate() error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("  %s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if s.APIVersion != APIVersion {
+		bad("apiVersion", "is %q; set it to %s", s.APIVersion, APIVersion)
+	}
+	if s.Kind != SpecKind {
+		bad("kind", "is %q; set it to %s", s.Kind, SpecKind)
+	}
+	if !dnsLabel.MatchString(s.Name) {
+		bad("name", "%q must be lowercase letters, digits and '-' (it names the bundle on disk)", s.Name)
+	}
+	if !versionRe.MatchString(s.Version) {
+		bad("version", "%q must be letters, digits, '.', '+', '_' or '-', such as 1.4.0", s.Version)
+	}
+	if !validArch(s.Arch) {
+		bad("arch", "%q must be amd64 or arm64", s.Arch)
+	}
+	if s.K3s.Binary == "" {
+		bad("k3s.binary", "is required: a path or URL of the k3s binary for %s", s.Arch)
+	}
+	names := map[string]bool{}
+	for i, c := range s.Charts {
+		f := fmt.Sprintf("charts[%d]", i)
+		if !dnsLabel.MatchString(c.Name) {
+			bad(f+".name", "%q must be the chart's name: lowercase letters, digits and '-'", c.Name)
+		}
+		if names[c.Name] {
+			bad(f+".name", "%q is listed twice", c.Name)
+		}
+		names[c.Name] = true
+		if c.Source == "" {
+			bad(f+".source", "is required: a .tgz or chart directory, path or URL")
+		}
+	}
+	seen := map[string]bool{}
+	for i, ref := range s.Images {
+		f := fmt.Sprintf("images[%d]", i)
+		if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
+			if _, err2 := name.ParseReference(ref); err2 != nil {
+				bad(f, "%q is not an image reference: %v", ref, err2)
+				continue
+			}
+		}
+		if seen[ref] {
+			bad(f, "%q is listed twice", ref)
+		}
+		seen[ref] = true
+	}
+	dests := map[string]bool{}
+	for i, fl := range s.Files {
+		f := fmt.Sprintf("files[%d]", i)
+		if fl.Source == "" {
+			bad(f+".source", "is required")
+		}
+		if err := checkPath(fl.Dest); err != nil || strings.HasSuffix(fl.Dest, "/") {
+			bad(f+".dest", "%q must be a relative file path without \"..\", such as models/model.onnx", fl.Dest)
+		} else if dests[path.Clean(fl.Dest)] {
+			bad(f+".dest", "%q is used twice", fl.Dest)
+		}
+		dests[path.Clean(fl.Dest)] = true
+	}
+	return errors.Join(errs...)
+}
