@@ -201,6 +201,8 @@ type partReader struct {
 	base string
 	i    int
 	f    *os.File
+	// missingNext is the part after the last one, once reading reached it
+	missingNext string
 }
 
 func openParts(first string) (*partReader, error) {
@@ -214,7 +216,8 @@ func openParts(first string) (*partReader, error) {
 	}
 	// a gap means a part was not copied: say which, before reading a byte
 	if _, err := os.Stat(partName(base, n+2)); err == nil {
-		return nil, fmt.Errorf("%s is missing but %s is there; copy every part to the same folder", filepath.Base(partName(base, n+1)), filepath.Base(partName(base, n+2)))
+		return nil, &RejectError{Source: first, File: filepath.Base(partName(base, n+1)),
+			Reason: fmt.Sprintf("not found, but %s is; copy every part to the same folder", filepath.Base(partName(base, n+2)))}
 	}
 	f, err := os.Open(partName(base, 1))
 	if err != nil {
@@ -235,6 +238,7 @@ func (r *partReader) Read(p []byte) (int, error) {
 		}
 		next, err := os.Open(partName(r.base, r.i+1))
 		if errors.Is(err, os.ErrNotExist) {
+			r.missingNext = filepath.Base(partName(r.base, r.i+1))
 			return 0, io.EOF
 		}
 		if err != nil {

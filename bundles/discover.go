@@ -36,10 +36,6 @@ type DiscoverOptions struct {
 // people mount by hand under /mnt.
 var mediaDirs = []string{"/media", "/run/media", "/mnt"}
 
-// discoverManifest is ManifestName, spelled out so discovery does not
-// depend on the manifest's code.
-const discoverManifest = "perch-bundle.json"
-
 // Discover lists the bundles on mounted media, removable first, then newest.
 // It reads what it can and skips the rest: a half-broken stick must not hide
 // a good one. It fails only when nothing at all could be read.
@@ -191,7 +187,7 @@ func (d *discovery) walk(dir string, level int, at Found) {
 	if level > 0 && d.points[dir] {
 		return // another mount: it is walked as itself, with its own device
 	}
-	if fi, err := os.Lstat(filepath.Join(dir, discoverManifest)); err == nil && fi.Mode().IsRegular() {
+	if fi, err := os.Lstat(filepath.Join(dir, ManifestName)); err == nil && fi.Mode().IsRegular() {
 		d.add(at, dir, "dir", d.dirSize(dir), fi.ModTime())
 		return
 	}

@@ -259,5 +259,3 @@ func (w *imageWriter) stats(images []Image) Layout {
 	}
 	return l
 }
-
-

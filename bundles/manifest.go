@@ -162,7 +162,7 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	}
 	for i, f := range m.Files {
 		if err := checkPath(f.Path); err != nil {
-			return nil, fmt.Errorf("files[%d]: %v", i, err)
+			return nil, fmt.Errorf("files[%d]: %q: %v", i, f.Path, err)
 		}
 		if i > 0 && m.Files[i-1].Path == f.Path {
 			return nil, fmt.Errorf("files[%d]: %s is listed twice", i, f.Path)
@@ -239,7 +239,11 @@ func ParseSize(s string) (int64, error) {
 		}
 		mult[p], mult[p+"iB"], mult[p+"i"], mult[p+"B"] = bin, bin, bin, dec
 	}
-	m, ok := mult[strings.ToUpper(unit[:min(1, len(unit))])+unit[min(1, len(unit)):]]
+	u := strings.ToUpper(unit)
+	if strings.HasSuffix(u, "I") || strings.HasSuffix(u, "IB") {
+		u = strings.Replace(u, "I", "i", 1)
+	}
+	m, ok := mult[u]
 	if !ok {
 		return 0, fmt.Errorf("%q: unknown unit %q; use B, KiB, MiB, GiB or KB, MB, GB", s, unit)
 	}

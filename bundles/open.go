@@ -113,14 +113,12 @@ func open(ctx context.Context, src string, o OpenOptions, manifestOnly bool) (op
 		if err := os.Mkdir(o.Staging, 0o700); err != nil {
 			return nil, fmt.Errorf("bundle staging: %w", err)
 		}
-		root, err := os.OpenRoot(o.Staging)
-		if err != nil {
+		if v.root, err = os.OpenRoot(o.Staging); err != nil {
 			os.RemoveAll(o.Staging)
 			return nil, err
 		}
-		v.root = root
 		defer func() {
-			root.Close()
+			v.root.Close()
 			if err != nil {
 				os.RemoveAll(o.Staging)
 			}
@@ -146,9 +144,24 @@ func (v *verifier) reject(file, format string, a ...any) error {
 func (v *verifier) next() (*entry, error) {
 	e, err := v.s.next()
 	if err != nil && !errors.Is(err, io.EOF) {
+		if rerr := v.missingPart(err); rerr != nil {
+			return nil, rerr
+		}
 		return nil, v.reject(v.s.where(), "%v", err)
 	}
 	return e, err
+}
+
+// missingPart blames a stream that ends early on the split part that is not
+// there, when it is a split archive.
+func (v *verifier) missingPart(err error) error {
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil
+	}
+	if p, ok := v.s.(interface{ missing() string }); ok && p.missing() != "" {
+		return v.reject(p.missing(), "not found: the archive goes on after %s; copy every part to the same folder", v.s.where())
+	}
+	return nil
 }
 
 func (v *verifier) run(ctx context.Context) (*Opened, error) {
@@ -254,7 +267,7 @@ func (v *verifier) small(e *entry, limit int64) ([]byte, error) {
 func (v *verifier) checkEntry(e *entry) error {
 	if e.name != ManifestName && e.name != SignatureName {
 		if err := checkPath(e.name); err != nil {
-			return v.reject(e.name, "%v", err)
+			return v.reject(e.name, "%v; refused", err)
 		}
 	}
 	switch {
@@ -403,6 +416,9 @@ func (v *verifier) copy(e *entry, f File, progress func(int64)) error {
 		v.buf = make([]byte, 1<<20)
 	}
 	n, err := copyProgress(w, io.LimitReader(rc, f.Size+1), v.buf, progress)
+	if rerr := v.missingPart(err); rerr != nil {
+		return rerr
+	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return v.reject(e.name, "the archive ends early in %s (cut off, or a split part missing)", v.s.where())
 	}
@@ -530,6 +546,10 @@ func openSource(src string) (source, error) {
 	}
 	if strings.HasSuffix(src, ArchiveExt+".001") {
 		pr, err := openParts(src)
+		var re *RejectError
+		if errors.As(err, &re) {
+			return nil, err
+		}
 		if err != nil {
 			return nil, fmt.Errorf("bundle %s: %w", src, err)
 		}
@@ -560,6 +580,13 @@ func newTarSource(r io.ReadCloser, part func() string) (*tarSource, error) {
 		return nil, err
 	}
 	return &tarSource{c: r, zr: zr, tr: tar.NewReader(zr), part: part}, nil
+}
+
+func (t *tarSource) missing() string {
+	if p, ok := t.c.(*partReader); ok {
+		return p.missingNext
+	}
+	return ""
 }
 
 func (t *tarSource) where() string {
