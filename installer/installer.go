@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -27,10 +28,12 @@ type Options struct {
 
 // Installer holds what one run needs.
 type Installer struct {
-	cfg  config.Appliance
-	host *host.Host
-	env  *k3s.Env
-	sink engine.Sink
+	cfg    config.Appliance
+	host   *host.Host
+	env    *k3s.Env
+	sink   engine.Sink
+	arch   string
+	bundle *bundle
 }
 
 // New opens the host and prepares the steps; it changes nothing.
@@ -64,10 +67,21 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 		name = strings.ToLower(hn)
 	}
 	env := &k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: name, PerchBinary: self}
-	return &Installer{cfg: cfg, host: h, env: env, sink: o.Sink}, nil
+	return &Installer{cfg: cfg, host: h, env: env, sink: o.Sink, arch: runtime.GOARCH}, nil
 }
 
-func (i *Installer) steps() []engine.Step { return k3s.Steps(i.env) }
+// steps are the install in order; the bundle, when there is one, goes in
+// place right after preflight, before anything that uses it.
+func (i *Installer) steps(ctx context.Context) ([]engine.Step, error) {
+	if err := i.loadBundle(ctx); err != nil {
+		return nil, err
+	}
+	steps := k3s.Steps(i.env)
+	if i.bundle != nil {
+		steps = slices.Insert(steps, 1, engine.Step(&bundleStep{i}))
+	}
+	return steps, nil
+}
 
 // Describe says in one line what is being installed where.
 func (i *Installer) Describe() string {
@@ -85,12 +99,33 @@ func (i *Installer) Describe() string {
 
 // Plan says what Install would change, writing nothing.
 func (i *Installer) Plan(ctx context.Context) (engine.Plan, error) {
-	return engine.MakePlan(ctx, i.steps())
+	steps, err := i.steps(ctx)
+	if err != nil {
+		return engine.Plan{}, err
+	}
+	return engine.MakePlan(ctx, steps)
 }
 
-// Install converges the node to the config.
+// Install converges the node to the config. A bundle that is not installed
+// yet is verified in full first: a bad one changes nothing on the host.
 func (i *Installer) Install(ctx context.Context) (engine.Summary, error) {
-	return engine.Run(ctx, i.steps(), engine.Options{Store: i.host, Sink: i.sink})
+	steps, err := i.steps(ctx)
+	if err != nil {
+		return engine.Summary{}, err
+	}
+	if i.bundle != nil {
+		ok, err := i.bundleInstalled()
+		if err != nil {
+			return engine.Summary{}, err
+		}
+		if !ok {
+			if err := i.stageBundle(ctx); err != nil {
+				return engine.Summary{}, err
+			}
+			defer i.dropStaging()
+		}
+	}
+	return engine.Run(ctx, steps, engine.Options{Store: i.host, Sink: i.sink})
 }
 
 // Uninstall stops and removes what the journal says Perch created, newest

@@ -69,7 +69,7 @@ func TestInvalidConfigs(t *testing.T) {
 			"registry.port: must be a whole number, got the number 50.5",
 		}},
 		{"no k3s binary", "apiVersion: perch.dev/v1alpha1\nkind: Appliance", []string{
-			"k3s.binary: required: the path of the k3s binary to install",
+			"k3s.binary: required: the path of the k3s binary to install, unless bundle.source names a bundle",
 		}},
 		{"managed and odd extraArgs", minimal + "  extraArgs: ['--token=abc', 'disable-agent', '--write-kubeconfig-mode=644', '--kube-apiserver-arg=v=2']", []string{
 			"k3s.extraArgs[0]: --token is set from node.token; use that key instead",
@@ -107,6 +107,10 @@ func TestInvalidConfigs(t *testing.T) {
 		}},
 		{"public key without bundle", minimal + "bundle: {publicKey: /k.pub}", []string{
 			"bundle.publicKey: is set but bundle.source is empty; set the bundle to verify or remove the key",
+		}},
+		{"bundle without key, and with k3s.binary", minimal + "bundle: {source: /media/usb/site-a.tar.zst}", []string{
+			"bundle.publicKey: required with bundle.source: the .pub file the bundle was signed with (perch bundle keygen made it)",
+			"k3s.binary: is set together with bundle.source; the bundle carries k3s, so remove k3s.binary",
 		}},
 		{"not a mapping", "- a\n- b", []string{
 			"(file): the file must hold a mapping of keys at the top, got a list",

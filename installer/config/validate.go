@@ -57,6 +57,12 @@ func Validate(c *Appliance) FieldErrors {
 	if c.Bundle.PublicKey != "" && c.Bundle.Source == "" {
 		es.add("bundle.publicKey", "is set but bundle.source is empty; set the bundle to verify or remove the key")
 	}
+	if c.Bundle.Source != "" && c.Bundle.PublicKey == "" {
+		es.add("bundle.publicKey", "required with bundle.source: the .pub file the bundle was signed with (perch bundle keygen made it)")
+	}
+	if c.Bundle.Source != "" && c.K3s.Binary != "" {
+		es.add("k3s.binary", "is set together with bundle.source; the bundle carries k3s, so remove k3s.binary")
+	}
 	if c.Registry.Port < 1 || c.Registry.Port > 65535 {
 		es.add("registry.port", "must be a port between 1 and 65535, got %d", c.Registry.Port)
 	} else if c.Registry.Port == 6443 || c.Registry.Port == 10250 {
@@ -150,7 +156,7 @@ func validateServerURL(s string, es *FieldErrors) {
 func validateK3s(c *Appliance, es *FieldErrors) {
 	k := &c.K3s
 	if k.Binary == "" && c.Bundle.Source == "" {
-		es.add("k3s.binary", "required: the path of the k3s binary to install")
+		es.add("k3s.binary", "required: the path of the k3s binary to install, unless bundle.source names a bundle")
 	}
 	if k.Binary != "" && !path.IsAbs(k.Binary) {
 		es.add("k3s.binary", "must be an absolute path, got %q", k.Binary)

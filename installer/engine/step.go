@@ -59,6 +59,8 @@ const (
 	Service Kind = "service"
 	Node    Kind = "node"
 	Check   Kind = "check"
+	// Bundle is an installed bundle: data that uninstall keeps until --purge.
+	Bundle Kind = "bundle"
 )
 
 // Change is one difference between the config and the host.

@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 )
@@ -173,6 +174,23 @@ func (h *Host) RemoveAll(p string) error {
 		return h.wrap("remove", p, err)
 	}
 	return nil
+}
+
+// Rename moves a file or directory within the root and syncs the directory
+// it lands in, so a staged tree appears whole or not at all.
+func (h *Host) Rename(from, to string) error {
+	a, err := h.name(from)
+	if err != nil {
+		return err
+	}
+	b, err := h.name(to)
+	if err != nil {
+		return err
+	}
+	if err := h.t.Rename(a, b); err != nil {
+		return h.wrap("rename", from, err)
+	}
+	return h.syncDir(path.Dir(b))
 }
 
 // name turns a host path into a name relative to the root. ".." is kept, not

@@ -4,15 +4,18 @@
 package k3s
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"slices"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
@@ -45,6 +48,23 @@ type Env struct {
 	// PerchBinary is the running perch, installed so services started by
 	// the `none` init survive the copy perch was run from.
 	PerchBinary string
+	// Bundle, when the config names one, is where k3s comes from.
+	Bundle *Bundle
+}
+
+// Bundle is a verified bundle as installed on the host.
+type Bundle struct {
+	Dir      string // on the host, under --root
+	Manifest *bundles.Manifest
+}
+
+// Source is a file of the bundle, vouched for by its signed manifest.
+func (b *Bundle) Source(h *host.Host, p string) (Source, error) {
+	f, ok := b.Manifest.File(p)
+	if !ok {
+		return Source{}, fmt.Errorf("bundle %s %s has no %s", b.Manifest.Name, b.Manifest.Version, p)
+	}
+	return Source{Path: h.Path(path.Join(b.Dir, f.Path)), Size: f.Size, Digest: "sha256:" + f.SHA256}, nil
 }
 
 // ServiceName is k3s for servers and k3s-agent for agents, as upstream.
@@ -59,16 +79,41 @@ func (e *Env) ServiceName() string {
 func Steps(e *Env) []engine.Step {
 	steps := []engine.Step{
 		&preflightStep{e},
-		&binaryStep{env: e, name: "perch-binary", src: func() string { return e.PerchBinary }, dest: PerchPath},
-		&binaryStep{env: e, name: "k3s-binary", src: func() string { return e.Cfg.K3s.Binary }, dest: BinDir + "/k3s", field: "k3s.binary", links: Links},
+		&binaryStep{env: e, name: "perch-binary", dest: PerchPath, src: func(ctx context.Context) (Source, error) {
+			return LocalSource(ctx, e.PerchBinary, "")
+		}},
+		&binaryStep{env: e, name: "k3s-binary", dest: BinDir + "/k3s", links: Links, src: e.k3sSource},
+	}
+	if b := e.Bundle; b != nil && b.Manifest.K3s.AirgapImages != "" && e.runsAgent() {
+		// k3s imports these when it starts, before the kubelet: pods of the
+		// appliance never wait on a registry for k3s's own images
+		p := b.Manifest.K3s.AirgapImages
+		steps = append(steps, &binaryStep{env: e, name: "k3s-airgap-images", mode: 0o644,
+			dest: path.Join(e.Cfg.K3s.DataDir, "agent/images", path.Base(p)),
+			src:  func(context.Context) (Source, error) { return b.Source(e.Host, p) }})
+	}
+	steps = append(steps,
 		&configStep{e},
 		&serviceStep{e},
 		&readyStep{e},
-	}
+	)
 	if e.Cfg.Node.Role == config.RoleServer {
 		steps = append(steps, &kubeconfigStep{e})
 	}
 	return steps
+}
+
+func (e *Env) k3sSource(ctx context.Context) (Source, error) {
+	if b := e.Bundle; b != nil {
+		src, err := b.Source(e.Host, b.Manifest.K3s.Binary)
+		src.Version = b.Manifest.K3s.Version
+		return src, err
+	}
+	return LocalSource(ctx, e.Cfg.K3s.Binary, "k3s.binary")
+}
+
+func (e *Env) runsAgent() bool {
+	return e.Cfg.Node.Role == config.RoleAgent || !e.Cfg.K3s.DisableAgent
 }
 
 // ConfigFile renders /etc/rancher/k3s/config.yaml. Paths in it are real

@@ -55,43 +55,54 @@ func (s *preflightStep) Plan(ctx context.Context) ([]engine.Change, error) {
 
 func (s *preflightStep) Apply(context.Context, []engine.Change, *engine.Reporter) error { return nil }
 
-// binaryStep installs an executable by content, with tool links next to it.
+// Source is a file to install: where it is and, when a signed bundle
+// manifest vouches for it, its size, digest and version without reading it.
+type Source struct {
+	Path    string
+	Size    int64
+	Digest  string // "sha256:…"; empty means hash the file when needed
+	Version string
+}
+
+// LocalSource describes a file on this machine, named by a config key for
+// errors.
+func LocalSource(ctx context.Context, p, field string) (Source, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if field != "" {
+			return Source{}, fmt.Errorf("%s: %w; set it to the path of the k3s binary", field, err)
+		}
+		return Source{}, err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		return Source{}, fmt.Errorf("%s: %s is not an executable file; chmod +x it", field, p)
+	}
+	return Source{Path: p, Size: fi.Size(), Version: version(ctx, p)}, nil
+}
+
+// binaryStep installs a file by content (executables with tool links next
+// to them).
 type binaryStep struct {
 	env   *Env
 	name  string
-	src   func() string
+	src   func(context.Context) (Source, error)
 	dest  string
-	field string // config key of the source, for errors
+	mode  os.FileMode
 	links []string
 }
 
 func (s *binaryStep) Name() string { return s.name }
 
-func (s *binaryStep) source() (string, fs.FileInfo, error) {
-	src := s.src()
-	fi, err := os.Stat(src)
-	if err != nil {
-		if s.field != "" {
-			return "", nil, fmt.Errorf("%s: %w; set it to the path of the k3s binary", s.field, err)
-		}
-		return "", nil, err
-	}
-	if !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
-		return "", nil, fmt.Errorf("%s: %s is not an executable file; chmod +x it", s.field, src)
-	}
-	return src, fi, nil
-}
-
 func (s *binaryStep) Plan(ctx context.Context) ([]engine.Change, error) {
-	src, fi, err := s.source()
+	src, err := s.src(ctx)
 	if err != nil {
 		return nil, err
 	}
 	h := s.env.Host
 	var cs []engine.Change
-	detail := engine.Bytes(fi.Size())
-	if v := version(ctx, src); v != "" {
-		detail = v + ", " + detail
+	detail := engine.Bytes(src.Size)
+	if src.Version != "" {
+		detail = src.Version + ", " + detail
 	}
 	cur, err := h.Stat(s.dest)
 	switch {
@@ -100,11 +111,13 @@ func (s *binaryStep) Plan(ctx context.Context) ([]engine.Change, error) {
 	case err != nil:
 		return nil, err
 	default:
-		same := cur.Size() == fi.Size()
+		same := cur.Size() == src.Size
 		if same {
-			want, err := host.DigestFile(src)
-			if err != nil {
-				return nil, err
+			want := src.Digest
+			if want == "" {
+				if want, err = host.DigestFile(src.Path); err != nil {
+					return nil, err
+				}
 			}
 			have, err := h.Digest(s.dest)
 			if err != nil {
@@ -134,19 +147,25 @@ func (s *binaryStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Re
 	for _, c := range cs {
 		switch c.Kind {
 		case engine.File:
-			src, fi, err := s.source()
+			src, err := s.src(ctx)
 			if err != nil {
 				return err
 			}
-			f, err := os.Open(src)
+			f, err := os.Open(src.Path)
 			if err != nil {
 				return err
 			}
-			total := fi.Size()
-			_, err = h.WriteStream(ctx, s.dest, f, 0o755, func(n int64) { r.Progress("copying "+path.Base(s.dest), n, total) })
+			mode := s.mode
+			if mode == 0 {
+				mode = 0o755
+			}
+			digest, err := h.WriteStream(ctx, s.dest, f, mode, func(n int64) { r.Progress("copying "+path.Base(s.dest), n, src.Size) })
 			f.Close()
 			if err != nil {
 				return fmt.Errorf("install %s: %w", s.dest, err)
+			}
+			if src.Digest != "" && digest != src.Digest {
+				return fmt.Errorf("install %s: %s changed since it was verified (sha256 %s, want %s); run again", s.dest, src.Path, digest, src.Digest)
 			}
 		case engine.Link:
 			if _, err := h.Symlink(path.Base(s.dest), c.Target); err != nil {
