@@ -49,7 +49,7 @@ type Bundle struct {
 }
 
 type K3s struct {
-	// Binary is where the k3s binary comes from until bundles carry it.
+	// Binary is where the k3s binary comes from when no bundle is used.
 	Binary         string        `key:"binary" flag:"k3s-binary"`
 	ExtraArgs      []string      `key:"extraArgs"`
 	Disable        []string      `key:"disable"`
