@@ -31,9 +31,11 @@ k3s-fixture:
 	@scripts/k3s-fixture
 
 # Integration tier: perch installs a real k3s (built from the pinned module)
-# under a sandbox root with --init none.
+# under a sandbox root with --init none, from a path and from a signed
+# bundle; bundles are built from images in Debian's docker-registry and
+# checked with skopeo and minisign.
 integration: deps
-	PERCH_K3S_BIN=$$(scripts/k3s-fixture) $(GO) test -tags integration -count=1 -v -timeout 20m -run Integration ./cmd/perch
+	PERCH_K3S_BIN=$$(scripts/k3s-fixture) $(GO) test -tags integration -count=1 -v -timeout 20m -run Integration ./cmd/perch ./bundles
 
 test: deps lint unit fuzz integration
 

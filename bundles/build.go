@@ -21,6 +21,7 @@ import (
 
 	"aead.dev/minisign"
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // BuildOptions says where a bundle goes and how it is signed.
@@ -155,6 +156,13 @@ func (b *builder) build(ctx context.Context) (*Manifest, error) {
 			if entry.Images, err = ChartImages(ch); err != nil {
 				return nil, fmt.Errorf("%s: %w", what, err)
 			}
+			for j, im := range entry.Images {
+				ref, err := name.ParseReference(im)
+				if err != nil {
+					return nil, fmt.Errorf("%s: renders image %q, which is not a reference: %v", what, im, err)
+				}
+				entry.Images[j] = FullReference(ref)
+			}
 			images = append(images, entry.Images...)
 		}
 		m.Charts = append(m.Charts, entry)
@@ -196,12 +204,17 @@ func (b *builder) build(ctx context.Context) (*Manifest, error) {
 }
 
 func (b *builder) images(ctx context.Context, refs []string) ([]Image, Layout, error) {
+	// one image however it is spelled: nginx:1, docker.io/library/nginx:1
 	seen := map[string]bool{}
 	var uniq []string
 	for _, r := range refs {
-		if !seen[r] {
-			seen[r] = true
-			uniq = append(uniq, r)
+		key := r
+		if ref, err := name.ParseReference(r); err == nil {
+			key = FullReference(ref)
+		}
+		if !seen[key] {
+			seen[key] = true
+			uniq = append(uniq, key)
 		}
 	}
 	sort.Strings(uniq)

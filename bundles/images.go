@@ -26,10 +26,15 @@ const (
 	annotationContainerdName = "io.containerd.image.name"
 )
 
-// FullReference is the reference as containerd spells it:
-// "nginx:1" is docker.io/library/nginx:1.
+// FullReference is the reference as containerd spells it: "nginx:1" is
+// docker.io/library/nginx:1. A reference with both tag and digest is the
+// digest: that is what is pulled, and the tag could say anything.
 func FullReference(ref name.Reference) string {
-	s := ref.Name()
+	sep := ":"
+	if _, ok := ref.(name.Digest); ok {
+		sep = "@"
+	}
+	s := ref.Context().Name() + sep + ref.Identifier()
 	if strings.HasPrefix(s, name.DefaultRegistry+"/") {
 		s = "docker.io/" + strings.TrimPrefix(s, name.DefaultRegistry+"/")
 	}
