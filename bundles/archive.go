@@ -251,7 +251,9 @@ func (r *partReader) Read(p []byte) (int, error) {
 
 func (r *partReader) Close() error { return r.f.Close() }
 
+// newZstdReader decodes in its own goroutine, so decompression overlaps the
+// hashing on a second core: verifying an archive then runs at sha256's pace.
 func newZstdReader(r io.Reader) (*zstd.Decoder, error) {
 	return zstd.NewReader(r, zstd.WithDecoderMaxWindow(readWindow), zstd.WithDecoderMaxMemory(readWindow*2),
-		zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		zstd.WithDecoderConcurrency(2), zstd.WithDecoderLowmem(true))
 }
