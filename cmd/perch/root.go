@@ -29,6 +29,7 @@ func newRootCmd(s *streams) *cobra.Command {
 		newPlanCmd(s),
 		newConfigCmd(s),
 		newBundleCmd(s),
+		newRegistryCmd(s),
 		newUninstallCmd(s),
 		newVersionCmd(s),
 		newSuperviseCmd(),
