@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -255,4 +259,47 @@ func TestK3sVersionFromBinaryText(t *testing.T) {
 	if _, err := k3sVersion(context.Background(), p, other); err == nil {
 		t.Error("a file without a k3s version was accepted")
 	}
+}
+
+// TestOpenOverHTTP streams an archive from a web server (a USB stick's
+// stand-in: an HTTP mirror on site), both plainly and through go-getter
+// with a checksum.
+func TestOpenOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	arch := filepath.Join(dir, "site-a.tar.zst")
+	f.build(t, arch, 0)
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	defer srv.Close()
+
+	staging := filepath.Join(t.TempDir(), "staging")
+	op, err := Open(context.Background(), srv.URL+"/site-a.tar.zst", OpenOptions{PublicKey: &f.pub, Staging: staging})
+	if err != nil {
+		t.Fatalf("open over http: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(staging, K3sBinaryPath)); err != nil || !op.Signed {
+		t.Errorf("staged k3s missing (%v) or unsigned", err)
+	}
+
+	sum := sha256File(t, arch)
+	if _, err := Open(context.Background(), srv.URL+"/site-a.tar.zst?checksum=sha256:"+sum, OpenOptions{PublicKey: &f.pub}); err != nil {
+		t.Errorf("open through go-getter with checksum: %v", err)
+	}
+	_, err = Open(context.Background(), srv.URL+"/site-a.tar.zst?checksum=sha256:"+strings.Repeat("0", 64), OpenOptions{PublicKey: &f.pub})
+	if err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("a wrong checksum was accepted: %v", err)
+	}
+	if _, err := Open(context.Background(), srv.URL+"/missing.tar.zst", OpenOptions{PublicKey: &f.pub}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("missing URL: %v", err)
+	}
+}
+
+func sha256File(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }
