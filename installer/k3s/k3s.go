@@ -30,8 +30,10 @@ const (
 	K3sKubeconfig = "/etc/rancher/k3s/k3s.yaml"
 	Kubeconfig    = "/etc/perch/kubeconfig"
 	TokenPath     = "/etc/perch/secrets/k3s-token"
-	PerchPath     = BinDir + "/perch"
-	startedPath   = engine.StateDir + "/k3s-service.digest"
+	// RegistriesPath mirrors image registries to the appliance registry.
+	RegistriesPath = "/etc/rancher/k3s/registries.yaml"
+	PerchPath      = BinDir + "/perch"
+	startedPath    = engine.StateDir + "/k3s-service.digest"
 )
 
 // Links are the tools the k3s multi-call binary provides, as upstream's
@@ -50,6 +52,8 @@ type Env struct {
 	PerchBinary string
 	// Bundle, when the config names one, is where k3s comes from.
 	Bundle *Bundle
+	// Registries renders registries.yaml, or nil when there is none.
+	Registries func() ([]byte, error)
 }
 
 // Bundle is a verified bundle as installed on the host.
@@ -93,8 +97,8 @@ func Steps(e *Env) []engine.Step {
 			src:  func(context.Context) (Source, error) { return b.Source(e.Host, p) }})
 	}
 	steps = append(steps,
-		&configStep{e},
-		&serviceStep{e},
+		&FilesStep{Env: e, StepName: "k3s-config", Files: e.configFiles},
+		&ServiceStep{Env: e, StepName: "k3s-service", Service: e.Service, Digest: e.serviceDigest, Stamp: startedPath},
 		&readyStep{e},
 	)
 	if e.Cfg.Node.Role == config.RoleServer {
@@ -205,6 +209,13 @@ func (e *Env) serviceDigest() (string, error) {
 		return "", err
 	}
 	h.Write(cfg)
+	if e.Registries != nil {
+		reg, err := e.Registries()
+		if err != nil {
+			return "", err
+		}
+		h.Write(reg)
+	}
 	if e.Cfg.Node.Token != "" {
 		h.Write([]byte(e.Cfg.Node.Token))
 	} else if e.Cfg.Node.TokenFile != "" {

@@ -87,7 +87,7 @@ func TestConfigFilePerRole(t *testing.T) {
 // An inline token lands in its own 0600 file and never in the plan text.
 func TestTokenIsASecretFile(t *testing.T) {
 	e := env(t, "node: {clusterInit: true, token: s3cret}")
-	s := &configStep{e}
+	s := &FilesStep{Env: e, StepName: "k3s-config", Files: e.configFiles}
 	cs, err := s.Plan(context.Background())
 	if err != nil {
 		t.Fatal(err)

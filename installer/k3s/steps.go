@@ -192,106 +192,131 @@ func version(ctx context.Context, bin string) string {
 	return ""
 }
 
-// configStep writes k3s's config file and, for an inline token, the 0600
-// token file it points to.
-type configStep struct{ env *Env }
+// FilesStep writes files whose content is known up front, changing only
+// those that differ in content or mode.
+type FilesStep struct {
+	Env      *Env
+	StepName string
+	Files    func() ([]WantFile, error)
+}
 
-func (s *configStep) Name() string { return "k3s-config" }
+func (s *FilesStep) Name() string { return s.StepName }
 
-func (s *configStep) files() ([]wantFile, error) {
-	e := s.env
-	cfg, err := e.ConfigFile()
+func (s *FilesStep) Plan(context.Context) ([]engine.Change, error) {
+	files, err := s.Files()
 	if err != nil {
 		return nil, err
 	}
-	files := []wantFile{{path: ConfigPath, data: cfg, mode: 0o600}}
-	if e.Cfg.Node.Token != "" {
-		files = append(files, wantFile{path: TokenPath, data: []byte(string(e.Cfg.Node.Token) + "\n"), mode: 0o600, secret: true})
-	} else if tf := e.Cfg.Node.TokenFile; tf != "" {
-		if _, err := os.Stat(tf); err != nil {
-			return nil, fmt.Errorf("node.tokenFile: %w; create it with the token of the first server", err)
-		}
-	}
-	return files, nil
+	return diffFiles(s.Env, files)
 }
 
-func (s *configStep) Plan(context.Context) ([]engine.Change, error) {
-	files, err := s.files()
-	if err != nil {
-		return nil, err
-	}
-	return diffFiles(s.env, files)
-}
-
-func (s *configStep) Apply(context.Context, []engine.Change, *engine.Reporter) error {
-	files, err := s.files()
+func (s *FilesStep) Apply(context.Context, []engine.Change, *engine.Reporter) error {
+	files, err := s.Files()
 	if err != nil {
 		return err
 	}
-	return writeFiles(s.env, files)
+	return writeFiles(s.Env, files)
 }
 
-type wantFile struct {
-	path   string
-	data   []byte
-	mode   fs.FileMode
-	secret bool
-}
-
-func diffFiles(e *Env, files []wantFile) ([]engine.Change, error) {
-	var cs []engine.Change
+func writeFiles(e *Env, files []WantFile) error {
 	for _, f := range files {
-		detail := fmt.Sprintf("mode %04o", f.mode)
-		if f.secret {
-			detail += ", secret"
-		}
-		have, err := e.Host.ReadFile(f.path)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			cs = append(cs, engine.Change{Action: engine.Create, Kind: engine.File, Target: f.path, Detail: detail})
-			continue
-		case err != nil:
-			return nil, err
-		}
-		fi, err := e.Host.Stat(f.path)
-		if err != nil {
-			return nil, err
-		}
-		if !bytes.Equal(have, f.data) || fi.Mode().Perm() != f.mode {
-			cs = append(cs, engine.Change{Action: engine.Update, Kind: engine.File, Target: f.path, Detail: detail})
-		}
-	}
-	return cs, nil
-}
-
-func writeFiles(e *Env, files []wantFile) error {
-	for _, f := range files {
-		if _, err := e.Host.WriteFile(f.path, f.data, f.mode); err != nil {
+		if _, err := e.Host.WriteFile(f.Path, f.Data, f.Mode); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// serviceStep installs and (re)starts the k3s service. k3s reads its config
-// only at start, so it is restarted exactly when what it read has changed:
-// the digest of what the running k3s was started with is kept on disk.
-type serviceStep struct{ env *Env }
+// WantFile is a file as it should be; Secret ones are 0600 and their
+// content never shows in a plan or log.
+type WantFile struct {
+	Path   string
+	Data   []byte
+	Mode   fs.FileMode
+	Secret bool
+}
 
-func (s *serviceStep) Name() string { return "k3s-service" }
+// configFiles are k3s's config file, the 0600 token file it points to for
+// an inline token, and registries.yaml.
+func (e *Env) configFiles() ([]WantFile, error) {
+	cfg, err := e.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	files := []WantFile{{Path: ConfigPath, Data: cfg, Mode: 0o600}}
+	if e.Cfg.Node.Token != "" {
+		files = append(files, WantFile{Path: TokenPath, Data: []byte(string(e.Cfg.Node.Token) + "\n"), Mode: 0o600, Secret: true})
+	} else if tf := e.Cfg.Node.TokenFile; tf != "" {
+		if _, err := os.Stat(tf); err != nil {
+			return nil, fmt.Errorf("node.tokenFile: %w; create it with the token of the first server", err)
+		}
+	}
+	if e.Registries != nil {
+		reg, err := e.Registries()
+		if err != nil {
+			return nil, err
+		}
+		if reg != nil {
+			// it holds the registry password
+			files = append(files, WantFile{Path: RegistriesPath, Data: reg, Mode: 0o600, Secret: true})
+		}
+	}
+	return files, nil
+}
 
-func (s *serviceStep) Plan(ctx context.Context) ([]engine.Change, error) {
-	e := s.env
-	name := e.ServiceName()
+func diffFiles(e *Env, files []WantFile) ([]engine.Change, error) {
+	var cs []engine.Change
+	for _, f := range files {
+		detail := fmt.Sprintf("mode %04o", f.Mode)
+		if f.Secret {
+			detail += ", secret"
+		}
+		have, err := e.Host.ReadFile(f.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			cs = append(cs, engine.Change{Action: engine.Create, Kind: engine.File, Target: f.Path, Detail: detail})
+			continue
+		case err != nil:
+			return nil, err
+		}
+		fi, err := e.Host.Stat(f.Path)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(have, f.Data) || fi.Mode().Perm() != f.Mode {
+			cs = append(cs, engine.Change{Action: engine.Update, Kind: engine.File, Target: f.Path, Detail: detail})
+		}
+	}
+	return cs, nil
+}
+
+// ServiceStep installs and (re)starts a service. Services read their
+// config only at start, so one is restarted exactly when what it read has
+// changed: the digest of what the running one was started with is kept on
+// disk at Stamp.
+type ServiceStep struct {
+	Env      *Env
+	StepName string
+	Service  func() host.Service
+	// Digest covers everything the service reads when it starts.
+	Digest func() (string, error)
+	Stamp  string
+}
+
+func (s *ServiceStep) Name() string { return s.StepName }
+
+func (s *ServiceStep) Plan(ctx context.Context) ([]engine.Change, error) {
+	e := s.Env
+	name := s.Service().Name
 	st, err := e.Init.Status(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	want, err := e.serviceDigest()
+	want, err := s.Digest()
 	if err != nil {
 		return nil, err
 	}
-	have, _ := e.Host.ReadFile(startedPath)
+	have, _ := e.Host.ReadFile(s.Stamp)
 	fresh := strings.TrimSpace(string(have)) == want
 	target := name + " (" + e.Init.Name() + ")"
 	var cs []engine.Change
@@ -313,10 +338,10 @@ func (s *serviceStep) Plan(ctx context.Context) ([]engine.Change, error) {
 	return cs, nil
 }
 
-func (s *serviceStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Reporter) error {
-	e := s.env
-	name := e.ServiceName()
-	if _, err := e.Init.Install(ctx, e.Service()); err != nil {
+func (s *ServiceStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Reporter) error {
+	e := s.Env
+	svc := s.Service()
+	if _, err := e.Init.Install(ctx, svc); err != nil {
 		return err
 	}
 	restart := false
@@ -324,21 +349,21 @@ func (s *serviceStep) Apply(ctx context.Context, cs []engine.Change, r *engine.R
 		restart = restart || c.Action == engine.Restart
 	}
 	if restart {
-		r.Logf("restarting %s", name)
-		if err := e.Init.Restart(ctx, name); err != nil {
+		r.Logf("restarting %s", svc.Name)
+		if err := e.Init.Restart(ctx, svc.Name); err != nil {
 			return err
 		}
 	} else {
-		r.Logf("starting %s", name)
-		if err := e.Init.Start(ctx, name); err != nil {
+		r.Logf("starting %s", svc.Name)
+		if err := e.Init.Start(ctx, svc.Name); err != nil {
 			return err
 		}
 	}
-	want, err := e.serviceDigest()
+	want, err := s.Digest()
 	if err != nil {
 		return err
 	}
-	_, err = e.Host.WriteFile(startedPath, []byte(want+"\n"), 0o644)
+	_, err = e.Host.WriteFile(s.Stamp, []byte(want+"\n"), 0o644)
 	return err
 }
 
@@ -356,7 +381,7 @@ func (s *kubeconfigStep) Plan(context.Context) ([]engine.Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	return diffFiles(s.env, []wantFile{{path: Kubeconfig, data: src, mode: 0o600, secret: true}})
+	return diffFiles(s.env, []WantFile{{Path: Kubeconfig, Data: src, Mode: 0o600, Secret: true}})
 }
 
 func (s *kubeconfigStep) Apply(context.Context, []engine.Change, *engine.Reporter) error {
@@ -364,5 +389,5 @@ func (s *kubeconfigStep) Apply(context.Context, []engine.Change, *engine.Reporte
 	if err != nil {
 		return fmt.Errorf("k3s has not written %s: %w", K3sKubeconfig, err)
 	}
-	return writeFiles(s.env, []wantFile{{path: Kubeconfig, data: src, mode: 0o600}})
+	return writeFiles(s.env, []WantFile{{Path: Kubeconfig, Data: src, Mode: 0o600}})
 }
