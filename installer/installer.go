@@ -17,6 +17,7 @@ import (
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
 	"github.com/perchedge/perch/installer/k3s"
+	"github.com/perchedge/perch/installer/mirror"
 )
 
 // Options are the per-run settings that are not part of the appliance.
@@ -34,6 +35,7 @@ type Installer struct {
 	sink   engine.Sink
 	arch   string
 	bundle *bundle
+	mirror *mirror.Mirror
 }
 
 // New opens the host and prepares the steps; it changes nothing.
@@ -67,7 +69,11 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 		name = strings.ToLower(hn)
 	}
 	env := &k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: name, PerchBinary: self}
-	return &Installer{cfg: cfg, host: h, env: env, sink: o.Sink, arch: runtime.GOARCH}, nil
+	i := &Installer{cfg: cfg, host: h, env: env, sink: o.Sink, arch: runtime.GOARCH}
+	if i.mirror = mirror.New(env); i.mirror != nil {
+		env.Registries = i.mirror.RegistriesYAML
+	}
+	return i, nil
 }
 
 // steps are the install in order; the bundle, when there is one, goes in
@@ -79,6 +85,11 @@ func (i *Installer) steps(ctx context.Context) ([]engine.Step, error) {
 	steps := k3s.Steps(i.env)
 	if i.bundle != nil {
 		steps = slices.Insert(steps, 1, engine.Step(&bundleStep{i}))
+	}
+	if i.mirror != nil {
+		// registry up and images in before k3s reads registries.yaml
+		at := slices.IndexFunc(steps, func(s engine.Step) bool { return s.Name() == "k3s-config" })
+		steps = slices.Insert(steps, at, i.mirror.Steps()...)
 	}
 	return steps, nil
 }

@@ -171,7 +171,7 @@ func TestIntegrationInstallConvergesAndIsIdempotent(t *testing.T) {
 
 	out, took := s.install()
 	t.Logf("cold install to API ready: %s", took.Round(time.Millisecond))
-	if !strings.Contains(out, "install complete: 8 created") {
+	if !strings.Contains(out, "install complete: 15 created") {
 		t.Fatalf("install output:\n%s", out)
 	}
 	if v := s.apiVersion(); !strings.Contains(v, "k3s") {
@@ -328,8 +328,12 @@ func contentOnly(m map[string]fileState) map[string]fileState {
 	out := map[string]fileState{}
 	for p, st := range m {
 		st.Ino, st.MTime = 0, time.Time{}
-		switch p {
-		case "etc/perch/kubeconfig", "etc/rancher/k3s/k3s.yaml", "var/lib/perch/journal.json":
+		switch {
+		case p == "etc/perch/kubeconfig", p == "etc/rancher/k3s/k3s.yaml", p == "var/lib/perch/journal.json":
+			st.Digest = ""
+		// random on every fresh install: a CA, keys, a password, and the
+		// registry service's digest over them
+		case strings.HasPrefix(p, "etc/perch/registry/"), p == "etc/perch/secrets/registry-password", p == "var/lib/perch/registry-service.digest":
 			st.Digest = ""
 		}
 		out[p] = st

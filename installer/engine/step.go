@@ -61,6 +61,8 @@ const (
 	Check   Kind = "check"
 	// Bundle is an installed bundle: data that uninstall keeps until --purge.
 	Bundle Kind = "bundle"
+	// Images are images loaded into the appliance registry: data too.
+	Images Kind = "images"
 )
 
 // Change is one difference between the config and the host.

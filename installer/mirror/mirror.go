@@ -1,0 +1,388 @@
+// Package mirror puts the appliance registry on a server node: its TLS and
+// credentials, its service (started before k3s, outside Kubernetes, so it
+// never waits for itself), the bundle's images, and the registries.yaml that
+// makes k3s pull every image through it.
+package mirror
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/crypto/bcrypt"
+	"sigs.k8s.io/yaml"
+
+	"github.com/perchedge/perch/airgap"
+	"github.com/perchedge/perch/airgap/load"
+	"github.com/perchedge/perch/airgap/registry"
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/installer/host"
+	"github.com/perchedge/perch/installer/k3s"
+)
+
+// Host paths of the registry, under --root.
+const (
+	Dir          = "/etc/perch/registry"
+	CACert       = Dir + "/ca.crt"
+	CAKey        = Dir + "/ca.key"
+	TLSCert      = Dir + "/tls.crt"
+	TLSKey       = Dir + "/tls.key"
+	Htpasswd     = Dir + "/htpasswd"
+	PasswordPath = "/etc/perch/secrets/registry-password"
+	StorageDir   = engine.StateDir + "/registry"
+	ServiceName  = "perch-registry"
+	// User is the one account of the registry: nodes pull with it, and
+	// operators push with it.
+	User = "perch"
+
+	serviceStamp = engine.StateDir + "/registry-service.digest"
+	imagesStamp  = engine.StateDir + "/registry-images.digest"
+)
+
+// Mirror is the registry of one node.
+type Mirror struct {
+	e   *k3s.Env
+	now func() time.Time
+}
+
+// New returns the registry of a node, or nil when the node runs none:
+// agents pull through their server's, and registry.enabled may be off.
+func New(e *k3s.Env) *Mirror {
+	if !e.Cfg.Registry.Enabled || e.Cfg.Node.Role != config.RoleServer {
+		return nil
+	}
+	return &Mirror{e: e, now: time.Now}
+}
+
+func (m *Mirror) addr() string { return "127.0.0.1:" + strconv.Itoa(m.e.Cfg.Registry.Port) }
+
+// Steps come before k3s's own: registry up, images loaded, then k3s starts
+// and finds its mirror ready.
+func (m *Mirror) Steps() []engine.Step {
+	e := m.e
+	steps := []engine.Step{
+		&tlsStep{m},
+		&authStep{m},
+		&k3s.ServiceStep{Env: e, StepName: "registry-service", Service: m.service, Digest: m.serviceDigest, Stamp: serviceStamp},
+		&readyStep{m},
+	}
+	if e.Bundle != nil && len(e.Bundle.Manifest.Images) > 0 {
+		steps = append(steps, &imagesStep{m})
+	}
+	return steps
+}
+
+func (m *Mirror) service() host.Service {
+	h := m.e.Host
+	return host.Service{
+		Name:        ServiceName,
+		Description: "Perch appliance registry",
+		Exec: []string{h.Path(k3s.PerchPath), "registry", "serve",
+			"--dir", h.Path(StorageDir),
+			"--addr", "0.0.0.0:" + strconv.Itoa(m.e.Cfg.Registry.Port),
+			"--tls-cert", h.Path(TLSCert), "--tls-key", h.Path(TLSKey),
+			"--htpasswd", h.Path(Htpasswd)},
+		Env: map[string]string{"OTEL_TRACES_EXPORTER": "none"},
+	}
+}
+
+// serviceDigest covers what the registry reads at start, its own binary
+// included, so an upgraded perch restarts it.
+func (m *Mirror) serviceDigest() (string, error) {
+	sum := sha256.New()
+	svc, _ := json.Marshal(m.service())
+	sum.Write(svc)
+	for _, p := range []string{k3s.PerchPath, TLSCert, TLSKey, Htpasswd} {
+		d, err := m.e.Host.Digest(p)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		sum.Write([]byte(d))
+	}
+	return "sha256:" + hex.EncodeToString(sum.Sum(nil)), nil
+}
+
+// certHosts are the names and addresses the server certificate covers:
+// loopback for the node itself, its name and addresses for other nodes.
+func (m *Mirror) certHosts() []string {
+	hosts := []string{"127.0.0.1", "::1", "localhost", m.e.NodeName}
+	if ip := m.e.Cfg.Node.NodeIP; ip != "" {
+		hosts = append(hosts, ip)
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+				hosts = append(hosts, n.IP.String())
+			}
+		}
+	}
+	slices.Sort(hosts)
+	return slices.Compact(hosts)
+}
+
+// tlsStep keeps a CA for the appliance and a server certificate for this
+// node's current names: a CA once made is kept (nodes trust it), the
+// certificate is reissued when the node's addresses change or it nears
+// expiry.
+type tlsStep struct{ m *Mirror }
+
+func (s *tlsStep) Name() string { return "registry-tls" }
+
+func (s *tlsStep) Plan(context.Context) ([]engine.Change, error) {
+	h := s.m.e.Host
+	ca, caErr := h.ReadFile(CACert)
+	_, keyErr := h.ReadFile(CAKey)
+	var cs []engine.Change
+	if caErr != nil || keyErr != nil {
+		cs = append(cs,
+			engine.Change{Action: engine.Create, Kind: engine.File, Target: CAKey, Detail: "appliance CA, secret"},
+			engine.Change{Action: engine.Create, Kind: engine.File, Target: CACert, Detail: "appliance CA"})
+	}
+	cert, err := h.ReadFile(TLSCert)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		cs = append(cs,
+			engine.Change{Action: engine.Create, Kind: engine.File, Target: TLSKey, Detail: "secret"},
+			engine.Change{Action: engine.Create, Kind: engine.File, Target: TLSCert, Detail: "for " + s.m.e.NodeName + " and its addresses"})
+	case err != nil:
+		return nil, err
+	case len(cs) > 0 || !registry.CertCovers(cert, s.m.certHosts(), ca, s.m.now()):
+		cs = append(cs,
+			engine.Change{Action: engine.Update, Kind: engine.File, Target: TLSKey, Detail: "secret"},
+			engine.Change{Action: engine.Update, Kind: engine.File, Target: TLSCert, Detail: "new node names or addresses, or near expiry: " + strings.Join(s.m.certHosts(), ", ")})
+	}
+	return cs, nil
+}
+
+func (s *tlsStep) Apply(_ context.Context, cs []engine.Change, _ *engine.Reporter) error {
+	h, now := s.m.e.Host, s.m.now()
+	ca, caErr := h.ReadFile(CACert)
+	caKey, keyErr := h.ReadFile(CAKey)
+	if caErr != nil || keyErr != nil {
+		var err error
+		if ca, caKey, err = registry.NewCA("Perch appliance CA "+s.m.e.NodeName, now); err != nil {
+			return err
+		}
+		// the key first: a CA certificate without its key is useless
+		if _, err := h.WriteFile(CAKey, caKey, 0o600); err != nil {
+			return err
+		}
+		if _, err := h.WriteFile(CACert, ca, 0o644); err != nil {
+			return err
+		}
+	}
+	cert, key, err := registry.IssueServerCert(ca, caKey, s.m.certHosts(), now)
+	if err != nil {
+		return err
+	}
+	if _, err := h.WriteFile(TLSKey, key, 0o600); err != nil {
+		return err
+	}
+	_, err = h.WriteFile(TLSCert, cert, 0o644)
+	return err
+}
+
+// authStep makes the registry password (0600, never logged) and the
+// htpasswd file that holds its bcrypt hash.
+type authStep struct{ m *Mirror }
+
+func (s *authStep) Name() string { return "registry-auth" }
+
+func (s *authStep) Plan(context.Context) ([]engine.Change, error) {
+	h := s.m.e.Host
+	var cs []engine.Change
+	pw, err := h.ReadFile(PasswordPath)
+	if err != nil {
+		cs = append(cs, engine.Change{Action: engine.Create, Kind: engine.File, Target: PasswordPath, Detail: "mode 0600, secret"})
+	}
+	ht, err2 := h.ReadFile(Htpasswd)
+	switch {
+	case err2 != nil:
+		cs = append(cs, engine.Change{Action: engine.Create, Kind: engine.File, Target: Htpasswd, Detail: "mode 0600, user " + User})
+	case err != nil || !htpasswdMatches(ht, strings.TrimSpace(string(pw))):
+		cs = append(cs, engine.Change{Action: engine.Update, Kind: engine.File, Target: Htpasswd, Detail: "mode 0600, user " + User})
+	}
+	return cs, nil
+}
+
+func (s *authStep) Apply(context.Context, []engine.Change, *engine.Reporter) error {
+	h := s.m.e.Host
+	raw, err := h.ReadFile(PasswordPath)
+	pw := strings.TrimSpace(string(raw))
+	if err != nil || pw == "" {
+		if pw, err = registry.RandomPassword(); err != nil {
+			return err
+		}
+		if _, err := h.WriteFile(PasswordPath, []byte(pw+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	if ht, err := h.ReadFile(Htpasswd); err == nil && htpasswdMatches(ht, pw) {
+		return nil
+	}
+	line, err := registry.HtpasswdLine(User, pw)
+	if err != nil {
+		return err
+	}
+	_, err = h.WriteFile(Htpasswd, []byte(line+"\n"), 0o600)
+	return err
+}
+
+func htpasswdMatches(file []byte, pw string) bool {
+	for _, line := range strings.Split(string(file), "\n") {
+		if u, hash, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && u == User {
+			return bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) == nil
+		}
+	}
+	return false
+}
+
+// readyStep waits until the registry answers over TLS with its health.
+type readyStep struct{ m *Mirror }
+
+func (s *readyStep) Name() string { return "registry-ready" }
+
+func (s *readyStep) Plan(ctx context.Context) ([]engine.Change, error) {
+	if s.m.healthy(ctx) == nil {
+		return nil, nil
+	}
+	return []engine.Change{{Action: engine.Wait, Kind: engine.Check, Target: "registry https://" + s.m.addr()}}, nil
+}
+
+func (s *readyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Reporter) error {
+	deadline := time.Now().Add(time.Minute)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = s.m.healthy(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	tail, _ := s.m.e.Init.LogTail(ctx, ServiceName, 20)
+	return fmt.Errorf("the registry did not answer on https://%s within a minute: %v\nits log ends with:\n%s", s.m.addr(), err, tail)
+}
+
+func (m *Mirror) client() (*http.Client, error) {
+	ca, err := m.e.Host.ReadFile(CACert)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("%s holds no certificate", CACert)
+	}
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
+}
+
+func (m *Mirror) healthy(ctx context.Context) error {
+	c, err := m.client()
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+m.addr()+"/healthz", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/healthz: %s", resp.Status)
+	}
+	return nil
+}
+
+// imagesStep loads the bundle's images into the registry's storage,
+// in-process, while the registry runs. It is a no-op once this bundle's
+// images are in.
+type imagesStep struct{ m *Mirror }
+
+func (s *imagesStep) Name() string { return "registry-images" }
+
+func (s *imagesStep) want() string {
+	m := s.m.e.Bundle.Manifest
+	f, _ := m.File(path.Join(m.Layout.Path, "index.json"))
+	return m.Name + " " + m.Version + " " + f.SHA256
+}
+
+func (s *imagesStep) Plan(context.Context) ([]engine.Change, error) {
+	have, _ := s.m.e.Host.ReadFile(imagesStamp)
+	if strings.TrimSpace(string(have)) == s.want() {
+		return nil, nil
+	}
+	m := s.m.e.Bundle.Manifest
+	return []engine.Change{{Action: engine.Create, Kind: engine.Images, Target: StorageDir,
+		Detail: fmt.Sprintf("%d images, %s in %d blobs, from bundle %s %s", len(m.Images), engine.Bytes(m.Layout.Bytes), m.Layout.Blobs, m.Name, m.Version)}}, nil
+}
+
+func (s *imagesStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Reporter) error {
+	e := s.m.e
+	layout := e.Host.Path(path.Join(e.Bundle.Dir, e.Bundle.Manifest.Layout.Path))
+	res, err := load.ToStorage(ctx, layout, e.Host.Path(StorageDir), load.Options{Progress: r.Progress})
+	if err != nil {
+		return err
+	}
+	r.Logf("%d images: %d blobs written (%s), %d already there", res.Images, res.Blobs-res.Skipped, engine.Bytes(res.Written), res.Skipped)
+	_, err = e.Host.WriteFile(imagesStamp, []byte(s.want()+"\n"), 0o644)
+	return err
+}
+
+// RegistriesYAML mirrors every registry the bundle's images come from to
+// this node's registry, under the repository prefix the images were loaded
+// with. nil when there is nothing to mirror.
+func (m *Mirror) RegistriesYAML() ([]byte, error) {
+	b := m.e.Bundle
+	if b == nil || len(b.Manifest.Images) == 0 {
+		return nil, nil
+	}
+	type mirror struct {
+		Endpoint []string          `json:"endpoint"`
+		Rewrite  map[string]string `json:"rewrite"`
+	}
+	mirrors := map[string]mirror{}
+	for _, im := range b.Manifest.Images {
+		ref, err := name.ParseReference(im.Reference)
+		if err != nil {
+			return nil, fmt.Errorf("bundle image %s: %w", im.Reference, err)
+		}
+		reg := ref.Context().RegistryStr()
+		if reg == name.DefaultRegistry {
+			reg = "docker.io"
+		}
+		mirrors[reg] = mirror{
+			Endpoint: []string{"https://" + m.addr()},
+			Rewrite:  map[string]string{"^(.*)$": airgap.RegistryPrefix(reg) + "/$1"},
+		}
+	}
+	pw, _ := m.e.Host.ReadFile(PasswordPath)
+	doc := map[string]any{
+		"mirrors": mirrors,
+		"configs": map[string]any{m.addr(): map[string]any{
+			"auth": map[string]string{"username": User, "password": strings.TrimSpace(string(pw))},
+			"tls":  map[string]string{"ca_file": m.e.Host.Path(CACert)},
+		}},
+	}
+	body, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte("# Written by perch: every registry of the bundle's images is mirrored to the appliance registry.\n"), body...), nil
+}

@@ -1,0 +1,142 @@
+package mirror
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/perchedge/perch/bundles"
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/installer/host"
+	"github.com/perchedge/perch/installer/k3s"
+)
+
+func newMirror(t *testing.T, mod string) *Mirror {
+	t.Helper()
+	cfg, err := config.LoadBytes([]byte("apiVersion: perch.dev/v1alpha1\nkind: Appliance\nk3s: {binary: /opt/k3s}\n"+mod), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := host.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := host.NewInit(h, "none", "/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(&k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: "edge-01"})
+	if m == nil {
+		t.Fatal("no registry for a server")
+	}
+	return m
+}
+
+func TestOnlyServersRunARegistry(t *testing.T) {
+	for _, mod := range []string{
+		"node: {role: agent, serverURL: 'https://10.0.0.1:6443', token: x}",
+		"registry: {enabled: false}",
+	} {
+		cfg, err := config.LoadBytes([]byte("apiVersion: perch.dev/v1alpha1\nkind: Appliance\nk3s: {binary: /opt/k3s}\n"+mod), "yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if New(&k3s.Env{Cfg: &cfg}) != nil {
+			t.Errorf("%s: a registry was planned", mod)
+		}
+	}
+}
+
+// TLS and credentials converge: made once, then left alone on every rerun,
+// with the secrets at 0600.
+func TestTLSAndAuthConverge(t *testing.T) {
+	m := newMirror(t, "")
+	ctx := context.Background()
+	for _, s := range []engine.Step{&tlsStep{m}, &authStep{m}} {
+		cs, err := s.Plan(ctx)
+		if err != nil || len(cs) == 0 {
+			t.Fatalf("%s: fresh plan %v, %v", s.Name(), cs, err)
+		}
+		if err := s.Apply(ctx, cs, nil); err != nil {
+			t.Fatalf("%s: %v", s.Name(), err)
+		}
+		if cs, err := s.Plan(ctx); err != nil || len(cs) != 0 {
+			t.Errorf("%s: plan after apply %v, %v", s.Name(), cs, err)
+		}
+	}
+	for _, p := range []string{CAKey, TLSKey, Htpasswd, PasswordPath} {
+		fi, err := m.e.Host.Stat(p)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", p, fi, err)
+		}
+	}
+	// a changed password means a new htpasswd, nothing else
+	m.e.Host.WriteFile(PasswordPath, []byte("another\n"), 0o600)
+	cs, _ := (&authStep{m}).Plan(ctx)
+	if len(cs) != 1 || cs[0].Target != Htpasswd || cs[0].Action != engine.Update {
+		t.Errorf("plan after a password change: %v", cs)
+	}
+	// another node address means a new certificate from the same CA
+	ca, _ := m.e.Host.ReadFile(CACert)
+	m.e.Cfg.Node.NodeIP = "192.0.2.77"
+	cs, _ = (&tlsStep{m}).Plan(ctx)
+	if len(cs) != 2 || cs[1].Target != TLSCert || !strings.Contains(cs[1].Detail, "192.0.2.77") {
+		t.Fatalf("plan after a new node IP: %v", cs)
+	}
+	if err := (&tlsStep{m}).Apply(ctx, cs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := m.e.Host.ReadFile(CACert); string(after) != string(ca) {
+		t.Error("the CA was replaced; nodes that trust it would stop pulling")
+	}
+}
+
+func TestRegistriesYAMLMirrorsTheBundlesRegistries(t *testing.T) {
+	m := newMirror(t, "registry: {port: 5443}")
+	if b, err := m.RegistriesYAML(); b != nil || err != nil {
+		t.Fatalf("without a bundle: %s, %v", b, err)
+	}
+	m.e.Bundle = &k3s.Bundle{Manifest: &bundles.Manifest{Images: []bundles.Image{
+		{Reference: "docker.io/bluenviron/mediamtx:1.9.3"},
+		{Reference: "docker.io/library/nats:2.10"},
+		{Reference: "nvcr.io/nvidia/deepstream:7.1-triton"},
+		{Reference: "10.0.0.5:5000/site/tool@sha256:" + strings.Repeat("a", 64)},
+	}}}
+	m.e.Host.WriteFile(PasswordPath, []byte("pw\n"), 0o600)
+	b, err := m.RegistriesYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Mirrors map[string]struct {
+			Endpoint []string
+			Rewrite  map[string]string
+		}
+		Configs map[string]struct {
+			Auth struct{ Username, Password string }
+			TLS  struct {
+				CAFile string `json:"ca_file"`
+			}
+		}
+	}
+	if err := yaml.UnmarshalStrict(b, &doc); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	want := map[string]string{"docker.io": "docker.io/$1", "nvcr.io": "nvcr.io/$1", "10.0.0.5:5000": "10.0.0.5_5000/$1"}
+	if len(doc.Mirrors) != len(want) {
+		t.Errorf("mirrors %v, want %v", doc.Mirrors, want)
+	}
+	for reg, rewrite := range want {
+		mr := doc.Mirrors[reg]
+		if len(mr.Endpoint) != 1 || mr.Endpoint[0] != "https://127.0.0.1:5443" || mr.Rewrite["^(.*)$"] != rewrite {
+			t.Errorf("mirror %s: %+v, want endpoint https://127.0.0.1:5443 and rewrite to %s", reg, mr, rewrite)
+		}
+	}
+	c := doc.Configs["127.0.0.1:5443"]
+	if c.Auth.Username != User || c.Auth.Password != "pw" || c.TLS.CAFile != m.e.Host.Path(CACert) {
+		t.Errorf("configs: %+v", doc.Configs)
+	}
+}
