@@ -16,15 +16,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/perchedge/perch/internal/testreg"
 	"io/fs"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +56,7 @@ func TestIntegrationBundleFromRegistry(t *testing.T) {
 
 	perch := buildPerch(t)
 	lap("go build perch")
-	reg := startRegistry(t)
+	reg := testreg.Start(t).Addr
 	lap("docker-registry up")
 	imgs := pushImages(t, ctx, reg)
 	lap("images built and pushed")
@@ -658,72 +656,6 @@ func perchOK(t *testing.T, perch string, args ...string) (stdout, stderr string)
 		t.Fatalf("perch %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, stdout, stderr)
 	}
 	return stdout, stderr
-}
-
-// startRegistry runs Debian's docker-registry on a free loopback port with
-// its storage in a temporary directory, and returns host:port.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yml")
-	err = os.WriteFile(cfg, fmt.Appendf(nil, `version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-http:
-  addr: %s
-`, filepath.Join(dir, "storage"), addr), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "registry.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command("docker-registry", "serve", cfg)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start docker-registry: %v; run scripts/test-deps", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("docker-registry serve %s exited: %v\n%s", cfg, err, b)
-		default:
-		}
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry on %s did not answer GET /v2/ within 30s (last: %v)", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func mustRef(t *testing.T, s string) name.Reference {

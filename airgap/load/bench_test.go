@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/perchedge/perch/internal/testreg"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -181,17 +182,17 @@ func benchSkopeo(b *testing.B, bl *benchLayout) time.Duration {
 	if _, err := exec.LookPath("skopeo"); err != nil {
 		b.Fatal("skopeo is not installed: run scripts/test-deps (as root), which installs Debian's skopeo and docker-registry")
 	}
-	reg := startDockerRegistry(b)
+	reg := testreg.Start(b)
 	t0 := time.Now()
 	for _, ref := range bl.refs {
-		dst := "docker://" + reg.addr + "/" + airgap.Repository(mustRef(b, ref)) + ":" + mustRef(b, ref).Identifier()
+		dst := "docker://" + reg.Addr + "/" + airgap.Repository(mustRef(b, ref)) + ":" + mustRef(b, ref).Identifier()
 		cmd := exec.Command("skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:"+bl.dir+":"+ref, dst)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("skopeo copy %s: %v\n%s", ref, err, out)
 		}
 	}
 	d := time.Since(t0)
-	os.RemoveAll(reg.storage)
+	os.RemoveAll(reg.Storage)
 	return d
 }
 

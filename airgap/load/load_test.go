@@ -5,15 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/perchedge/perch/internal/testreg"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -522,10 +520,10 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 func TestToRemote(t *testing.T) {
 	ctx := t.Context()
 	tl := writeTestLayout(t, t.TempDir())
-	reg := startDockerRegistry(t)
+	reg := testreg.Start(t)
 
 	ct := &countingTransport{base: http.DefaultTransport}
-	res, err := load.ToRemote(ctx, tl.dir, "http://"+reg.addr+"/mirror", load.RemoteOptions{Transport: ct})
+	res, err := load.ToRemote(ctx, tl.dir, "http://"+reg.Addr+"/mirror", load.RemoteOptions{Transport: ct})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,13 +534,13 @@ func TestToRemote(t *testing.T) {
 	if res.Written != res.Bytes || res.Skipped != 0 || res.Blobs != tl.blobs {
 		t.Errorf("result %+v, want all %d blobs written", res, tl.blobs)
 	}
-	if n := storedBlobs(t, reg.storage); n != tl.files {
+	if n := storedBlobs(t, reg.Storage); n != tl.files {
 		t.Errorf("docker-registry stores %d blobs, the layout has %d", n, tl.files)
 	}
-	pullAll(t, reg.addr, "mirror/", tl)
+	pullAll(t, reg.Addr, "mirror/", tl)
 
 	ct.uploads, ct.mounts = 0, 0
-	res, err = load.ToRemote(ctx, tl.dir, "http://"+reg.addr+"/mirror", load.RemoteOptions{Transport: ct})
+	res, err = load.ToRemote(ctx, tl.dir, "http://"+reg.Addr+"/mirror", load.RemoteOptions{Transport: ct})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,83 +555,5 @@ func TestToRemoteTarget(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--to") {
 			t.Errorf("--to %q: got %v, want it refused", bad, err)
 		}
-	}
-}
-
-type dockerRegistry struct {
-	addr    string
-	storage string
-}
-
-// startDockerRegistry runs Debian's docker-registry on loopback with its
-// own storage directory.
-func startDockerRegistry(t testing.TB) *dockerRegistry {
-	t.Helper()
-	if _, err := exec.LookPath("docker-registry"); err != nil {
-		t.Fatal("docker-registry is not installed: run scripts/test-deps (as root), which installs Debian's docker-registry")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	dir := t.TempDir()
-	r := &dockerRegistry{addr: addr, storage: filepath.Join(dir, "storage")}
-	cfg := filepath.Join(dir, "config.yml")
-	err = os.WriteFile(cfg, fmt.Appendf(nil, `version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %s
-`, r.storage, addr), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "registry.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd := exec.Command("docker-registry", "serve", cfg)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start docker-registry: %v; run scripts/test-deps", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("docker-registry serve %s exited: %v\n%s", cfg, err, b)
-		default:
-		}
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry on %s did not answer GET /v2/ within 30s (last: %v)", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
