@@ -3,15 +3,31 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"io/fs"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/perchedge/perch/airgap"
 	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/installer/host"
+	"github.com/perchedge/perch/internal/testreg"
 )
 
 // TestIntegrationInstallFromBundle installs k3s from a signed bundle built
@@ -129,4 +145,135 @@ func sha256File(t *testing.T, p string) string {
 	d, err := host.DigestFile(p)
 	must(t, err)
 	return strings.TrimPrefix(d, "sha256:")
+}
+
+// TestIntegrationRegistryFromBundle installs a server from a bundle that
+// carries images: the appliance registry comes up before k3s, the images
+// are loaded into it, skopeo pulls each one over TLS with the generated
+// credentials and gets the bundle's digests, and k3s is told to mirror the
+// images' registry to it.
+func TestIntegrationRegistryFromBundle(t *testing.T) {
+	s := newSandbox(t)
+	up := testreg.Start(t)
+	base := mustLayer(t, 1<<20)
+	images := map[string]v1.Image{
+		up.Addr + "/perch-test/app:1":  platformImage(t, types.DockerManifestSchema2, base, mustLayer(t, 64<<10)),
+		up.Addr + "/perch-test/tool:2": platformImage(t, types.OCIManifestSchema1, base, mustLayer(t, 96<<10)),
+	}
+	var refs []string
+	for ref, img := range images {
+		must(t, remote.Write(mustParse(t, ref), img))
+		refs = append(refs, ref)
+	}
+	slices.Sort(refs)
+
+	work := t.TempDir()
+	key := filepath.Join(work, "site")
+	if out, code := s.perch("bundle", "keygen", "--out", key); code != 0 {
+		t.Fatalf("keygen: %s", out)
+	}
+	spec := filepath.Join(work, "spec.yaml")
+	must(t, os.WriteFile(spec, []byte(`apiVersion: perch.dev/v1alpha1
+kind: BundleSpec
+name: site-b
+version: 2.0.0
+arch: `+runtime.GOARCH+`
+k3s:
+  binary: `+os.Getenv("PERCH_K3S_BIN")+`
+images: [`+strings.Join(refs, ", ")+`]
+`), 0o644))
+	dir := filepath.Join(work, "site-b")
+	if out, code := s.perch("bundle", "build", "--spec", spec, "--out", dir, "--key", key+".key"); code != 0 {
+		t.Fatalf("bundle build exited %d:\n%s", code, out)
+	}
+	port := freePort(t)
+	cfg := strings.Replace(readFile(t, s.cfg), "  binary: "+os.Getenv("PERCH_K3S_BIN")+"\n", "", 1)
+	must(t, os.WriteFile(s.cfg, []byte(cfg+fmt.Sprintf("bundle:\n  source: %s\n  publicKey: %s.pub\nregistry:\n  port: %d\n", dir, key, port)), 0o644))
+
+	out, took := s.install()
+	t.Logf("install with registry and images: %s", took.Round(time.Millisecond))
+	if !strings.Contains(out, "[registry-images] 2 images") {
+		t.Errorf("install did not load the 2 images:\n%s", out)
+	}
+
+	certDir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(certDir, "ca.crt"), []byte(readFile(t, filepath.Join(s.root, "etc/perch/registry/ca.crt"))), 0o644))
+	pw := strings.TrimSpace(readFile(t, filepath.Join(s.root, "etc/perch/secrets/registry-password")))
+	for ref, img := range images {
+		r := mustParse(t, ref)
+		want, _ := img.Digest()
+		src := fmt.Sprintf("docker://127.0.0.1:%d/%s:%s", port, airgap.Repository(r), r.Identifier())
+		raw, err := exec.Command("skopeo", "inspect", "--cert-dir", certDir, "--creds", "perch:"+pw, src).Output()
+		if err != nil {
+			t.Errorf("skopeo inspect %s: %v\n%s", src, err, stderrOf(err))
+			continue
+		}
+		var got struct{ Digest string }
+		if json.Unmarshal(raw, &got) != nil || got.Digest != want.String() {
+			t.Errorf("%s: digest %q, want %s", src, got.Digest, want)
+		}
+		if _, err := exec.Command("skopeo", "inspect", "--cert-dir", certDir, "--creds", "perch:wrong", src).Output(); err == nil {
+			t.Errorf("%s: a wrong password was accepted", src)
+		}
+	}
+
+	reg := readFile(t, filepath.Join(s.root, "etc/rancher/k3s/registries.yaml"))
+	for _, want := range []string{
+		"\n  " + up.Addr + ":\n    endpoint:",
+		fmt.Sprintf("https://127.0.0.1:%d", port),
+		airgap.RegistryPrefix(up.Addr) + "/$1",
+		"password: " + pw,
+	} {
+		if !strings.Contains(reg, want) {
+			t.Errorf("registries.yaml lacks %q:\n%s", want, reg)
+		}
+	}
+
+	out, _ = s.install()
+	if !strings.Contains(out, "no changes, the node already matched the config") {
+		t.Errorf("rerun was not a no-op:\n%s", out)
+	}
+}
+
+func mustLayer(t *testing.T, size int64) v1.Layer {
+	t.Helper()
+	l, err := random.Layer(size, types.DockerLayer)
+	must(t, err)
+	return l
+}
+
+// platformImage is an image for this host, as a bundle build requires.
+func platformImage(t *testing.T, mt types.MediaType, layers ...v1.Layer) v1.Image {
+	t.Helper()
+	base := mutate.MediaType(empty.Image, mt)
+	if mt == types.OCIManifestSchema1 {
+		base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
+	}
+	img, err := mutate.ConfigFile(base, &v1.ConfigFile{OS: "linux", Architecture: runtime.GOARCH})
+	must(t, err)
+	img, err = mutate.AppendLayers(img, layers...)
+	must(t, err)
+	return img
+}
+
+func mustParse(t *testing.T, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	must(t, err)
+	return r
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func stderrOf(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
 }
