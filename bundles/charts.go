@@ -1,7 +1,9 @@
 package bundles
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 	"helm.sh/helm/v3/pkg/chart"
@@ -31,11 +34,88 @@ func packChart(src, want, dir string) (*chart.Chart, string, error) {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return nil, "", err
 	}
-	out, err := chartutil.Save(ch, dest)
+	rel := filepath.ToSlash(filepath.Join(chartsDir, ch.Name()+"-"+ch.Metadata.Version+".tgz"))
+	out := filepath.Join(dir, filepath.FromSlash(rel))
+	if fi, err := os.Stat(src); err == nil && !fi.IsDir() {
+		// a published archive is kept byte for byte: its digest is its identity
+		return ch, rel, copyFile(src, out)
+	}
+	tmp, err := os.MkdirTemp(dir, ".chart-")
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.RemoveAll(tmp)
+	saved, err := chartutil.Save(ch, tmp)
 	if err != nil {
 		return nil, "", fmt.Errorf("package chart: %w", err)
 	}
-	return ch, filepath.ToSlash(filepath.Join(chartsDir, filepath.Base(out))), nil
+	if err := reproducibleTgz(saved, out); err != nil {
+		return nil, "", fmt.Errorf("package chart: %w", err)
+	}
+	return ch, rel, nil
+}
+
+// reproducibleTgz rewrites helm's archive without its timestamps, so the
+// same chart directory always packs to the same bytes and bundles built
+// from the same inputs sign the same manifest.
+func reproducibleTgz(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	zr, err := gzip.NewReader(in)
+	if err != nil {
+		return err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	zw := gzip.NewWriter(out)
+	tr, tw := tar.NewReader(zr), tar.NewWriter(zw)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		h.ModTime, h.AccessTime, h.ChangeTime = time.Unix(0, 0), time.Time{}, time.Time{}
+		h.Uid, h.Gid, h.Uname, h.Gname = 0, 0, "", ""
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // ChartImages renders a chart with its default values, as helm install
