@@ -70,7 +70,10 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 	}
 	env := &k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: name, PerchBinary: self}
 	i := &Installer{cfg: cfg, host: h, env: env, sink: o.Sink, arch: runtime.GOARCH}
-	if i.mirror = mirror.New(env); i.mirror != nil {
+	if i.mirror, err = mirror.New(env); err != nil {
+		return nil, err
+	}
+	if i.mirror != nil {
 		env.Registries = i.mirror.RegistriesYAML
 	}
 	return i, nil

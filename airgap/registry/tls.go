@@ -1,11 +1,16 @@
 package registry
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -202,7 +207,7 @@ func serialNumber() (*big.Int, error) {
 	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
 }
 
-func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {
+func encodeKey(key crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, err
@@ -218,7 +223,9 @@ func parseCert(certPEM []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(b.Bytes)
 }
 
-func parseKey(keyPEM []byte) (*ecdsa.PrivateKey, error) {
+// parseKey reads a CA or server key: ECDSA, or Ed25519 for a CA derived
+// from the cluster token.
+func parseKey(keyPEM []byte) (crypto.Signer, error) {
 	b, _ := pem.Decode(keyPEM)
 	if b == nil {
 		return nil, errors.New("no PEM block")
@@ -236,9 +243,58 @@ func parseKey(keyPEM []byte) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	ec, ok := key.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%T key, want ECDSA", key)
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
 	}
-	return ec, nil
+	return nil, fmt.Errorf("%T key, want ECDSA or Ed25519", key)
+}
+
+// DeriveCA makes the appliance CA from a secret every node of a cluster
+// shares (derived from the join token): the same secret always gives the
+// same certificate, so an agent trusts its server's registry without any
+// file being copied between them. Ed25519, because its keys and signatures
+// are deterministic; valid 2025–2045.
+func DeriveCA(secret []byte, commonName string) (certPEM, keyPEM []byte, err error) {
+	if len(secret) < 16 {
+		return nil, nil, errors.New("derive CA: secret too short")
+	}
+	seed, err := hkdf.Key(sha256.New, secret, nil, "perch registry CA key", ed25519.SeedSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("derive CA: %w", err)
+	}
+	key := ed25519.NewKeyFromSeed(seed)
+	pub := key.Public().(ed25519.PublicKey)
+	id := sha256.Sum256(pub)
+	tmpl := &x509.Certificate{
+		SerialNumber:          new(big.Int).SetBytes(id[:16]),
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:              time.Date(2045, 1, 1, 0, 0, 0, 0, time.UTC),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLenZero:        true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		SubjectKeyId:          id[:20],
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("derive CA: %w", err)
+	}
+	if keyPEM, err = encodeKey(key); err != nil {
+		return nil, nil, fmt.Errorf("derive CA: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+}
+
+// DerivePassword is the registry password of a cluster, from the same
+// shared secret as DeriveCA.
+func DerivePassword(secret []byte) (string, error) {
+	b, err := hkdf.Key(sha256.New, secret, nil, "perch registry password", 24)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }

@@ -144,3 +144,38 @@ func TestKeysArePKCS8(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Two nodes with the same secret derive the same CA, and a server
+// certificate it issues verifies against the other node's copy.
+func TestDeriveCAIsTheSameOnEveryNode(t *testing.T) {
+	secret := []byte("0123456789abcdef-cluster-token")
+	caA, keyA, err := DeriveCA(secret, "Perch appliance CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caB, _, err := DeriveCA(secret, "Perch appliance CA")
+	if err != nil || string(caA) != string(caB) {
+		t.Fatalf("two derivations differ (%v)", err)
+	}
+	other, _, _ := DeriveCA([]byte("another-cluster-token-0123456789"), "Perch appliance CA")
+	if string(other) == string(caA) {
+		t.Fatal("another secret gave the same CA")
+	}
+	now := time.Now()
+	cert, _, err := IssueServerCert(caA, keyA, []string{"10.0.0.1", "edge-01"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !CertCovers(cert, []string{"edge-01", "10.0.0.1"}, caB, now) {
+		t.Error("a server certificate from the derived CA does not verify with the agent's copy")
+	}
+	if CertCovers(cert, []string{"edge-01", "10.0.0.1"}, other, now) {
+		t.Error("it verifies with another cluster's CA")
+	}
+	p1, _ := DerivePassword(secret)
+	p2, _ := DerivePassword(secret)
+	p3, _ := DerivePassword([]byte("another-cluster-token-0123456789"))
+	if p1 != p2 || p1 == p3 || len(p1) < 32 {
+		t.Errorf("passwords %q %q %q", p1, p2, p3)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -166,6 +167,22 @@ func (e *Env) ConfigFile() ([]byte, error) {
 		return nil, err
 	}
 	return append([]byte("# Written by perch from the appliance config; edits here are overwritten.\n"), body...), nil
+}
+
+// Token is the join token, inline or from node.tokenFile; "" when the node
+// has none (a single server).
+func (e *Env) Token() (string, error) {
+	if t := string(e.Cfg.Node.Token); t != "" {
+		return t, nil
+	}
+	if tf := e.Cfg.Node.TokenFile; tf != "" {
+		b, err := os.ReadFile(tf)
+		if err != nil {
+			return "", fmt.Errorf("node.tokenFile: %w; create it with the token of the first server", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return "", nil
 }
 
 // tokenFile is the file k3s reads the join token from: the user's own

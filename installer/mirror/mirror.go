@@ -5,6 +5,7 @@
 package mirror
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -16,6 +17,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -54,27 +56,68 @@ const (
 	imagesStamp  = engine.StateDir + "/registry-images.digest"
 )
 
-// Mirror is the registry of one node.
+// Mirror is the registry of one node: its own on a server, its server's on
+// an agent.
 type Mirror struct {
 	e   *k3s.Env
 	now func() time.Time
+	// agent nodes run no registry and pull through their server's
+	agent bool
+	// secret is shared by every node that has the join token: the CA and
+	// password derive from it, so agents trust their server's registry with
+	// nothing copied between nodes. nil without a token (a single node).
+	secret []byte
 }
 
-// New returns the registry of a node, or nil when the node runs none:
-// agents pull through their server's, and registry.enabled may be off.
-func New(e *k3s.Env) *Mirror {
-	if !e.Cfg.Registry.Enabled || e.Cfg.Node.Role != config.RoleServer {
-		return nil
+// New returns the registry of a node, or nil when registry.enabled is off.
+func New(e *k3s.Env) (*Mirror, error) {
+	if !e.Cfg.Registry.Enabled {
+		return nil, nil
 	}
-	return &Mirror{e: e, now: time.Now}
+	m := &Mirror{e: e, now: time.Now, agent: e.Cfg.Node.Role == config.RoleAgent}
+	tok, err := e.Token()
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
+		// the password part of a full token, so "K10<hash>::server:PW"
+		// and "PW" agree
+		if _, after, ok := strings.Cut(tok, "::"); ok {
+			tok = after
+			if _, pw, ok := strings.Cut(after, ":"); ok {
+				tok = pw
+			}
+		}
+		m.secret = []byte("perch registry:" + tok)
+	}
+	if m.agent && m.secret == nil {
+		return nil, nil // validation requires a token to join; nothing to derive from
+	}
+	return m, nil
 }
 
-func (m *Mirror) addr() string { return "127.0.0.1:" + strconv.Itoa(m.e.Cfg.Registry.Port) }
+// addr is where this node reaches the registry: itself on a server, the
+// server it joins on an agent.
+func (m *Mirror) addr() string {
+	host := "127.0.0.1"
+	if m.agent {
+		if u, err := url.Parse(m.e.Cfg.Node.ServerURL); err == nil && u.Hostname() != "" {
+			host = u.Hostname()
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(m.e.Cfg.Registry.Port))
+}
 
 // Steps come before k3s's own: registry up, images loaded, then k3s starts
-// and finds its mirror ready.
+// and finds its mirror ready. An agent only needs to trust its server's CA.
 func (m *Mirror) Steps() []engine.Step {
 	e := m.e
+	if m.agent {
+		return []engine.Step{&k3s.FilesStep{Env: e, StepName: "registry-trust", Files: func() ([]k3s.WantFile, error) {
+			ca, _, err := registry.DeriveCA(m.secret, caName)
+			return []k3s.WantFile{{Path: CACert, Data: ca, Mode: 0o644}}, err
+		}}}
+	}
 	steps := []engine.Step{
 		&tlsStep{m},
 		&authStep{m},
@@ -143,15 +186,36 @@ type tlsStep struct{ m *Mirror }
 
 func (s *tlsStep) Name() string { return "registry-tls" }
 
+// caName names the appliance CA in its certificate.
+const caName = "Perch appliance CA"
+
+// wantCA is the CA the node must have: derived from the cluster's secret,
+// or, on a node without one, whatever it made before (nil: make one).
+func (m *Mirror) wantCA() (cert, key []byte, err error) {
+	if m.secret != nil {
+		return registry.DeriveCA(m.secret, caName)
+	}
+	return nil, nil, nil
+}
+
 func (s *tlsStep) Plan(context.Context) ([]engine.Change, error) {
 	h := s.m.e.Host
 	ca, caErr := h.ReadFile(CACert)
 	_, keyErr := h.ReadFile(CAKey)
+	want, _, err := s.m.wantCA()
+	if err != nil {
+		return nil, err
+	}
 	var cs []engine.Change
-	if caErr != nil || keyErr != nil {
+	switch {
+	case caErr != nil || keyErr != nil:
 		cs = append(cs,
 			engine.Change{Action: engine.Create, Kind: engine.File, Target: CAKey, Detail: "appliance CA, secret"},
 			engine.Change{Action: engine.Create, Kind: engine.File, Target: CACert, Detail: "appliance CA"})
+	case want != nil && !bytes.Equal(ca, want):
+		cs = append(cs,
+			engine.Change{Action: engine.Update, Kind: engine.File, Target: CAKey, Detail: "the CA the cluster token gives, secret"},
+			engine.Change{Action: engine.Update, Kind: engine.File, Target: CACert, Detail: "the CA the cluster token gives"})
 	}
 	cert, err := h.ReadFile(TLSCert)
 	switch {
@@ -173,10 +237,16 @@ func (s *tlsStep) Apply(_ context.Context, cs []engine.Change, _ *engine.Reporte
 	h, now := s.m.e.Host, s.m.now()
 	ca, caErr := h.ReadFile(CACert)
 	caKey, keyErr := h.ReadFile(CAKey)
-	if caErr != nil || keyErr != nil {
-		var err error
-		if ca, caKey, err = registry.NewCA("Perch appliance CA "+s.m.e.NodeName, now); err != nil {
-			return err
+	want, wantKey, err := s.m.wantCA()
+	if err != nil {
+		return err
+	}
+	if caErr != nil || keyErr != nil || (want != nil && !bytes.Equal(ca, want)) {
+		ca, caKey = want, wantKey
+		if ca == nil {
+			if ca, caKey, err = registry.NewCA(caName+" "+s.m.e.NodeName, now); err != nil {
+				return err
+			}
 		}
 		// the key first: a CA certificate without its key is useless
 		if _, err := h.WriteFile(CAKey, caKey, 0o600); err != nil {
@@ -203,18 +273,37 @@ type authStep struct{ m *Mirror }
 
 func (s *authStep) Name() string { return "registry-auth" }
 
+// wantPassword is the cluster's derived password, or "" on a node that
+// makes its own.
+func (m *Mirror) wantPassword() (string, error) {
+	if m.secret == nil {
+		return "", nil
+	}
+	return registry.DerivePassword(m.secret)
+}
+
 func (s *authStep) Plan(context.Context) ([]engine.Change, error) {
 	h := s.m.e.Host
 	var cs []engine.Change
-	pw, err := h.ReadFile(PasswordPath)
+	want, err := s.m.wantPassword()
 	if err != nil {
-		cs = append(cs, engine.Change{Action: engine.Create, Kind: engine.File, Target: PasswordPath, Detail: "mode 0600, secret"})
+		return nil, err
 	}
-	ht, err2 := h.ReadFile(Htpasswd)
+	raw, err := h.ReadFile(PasswordPath)
+	pw := strings.TrimSpace(string(raw))
 	switch {
-	case err2 != nil:
+	case err != nil:
+		cs = append(cs, engine.Change{Action: engine.Create, Kind: engine.File, Target: PasswordPath, Detail: "mode 0600, secret"})
+		pw = ""
+	case want != "" && pw != want:
+		cs = append(cs, engine.Change{Action: engine.Update, Kind: engine.File, Target: PasswordPath, Detail: "mode 0600, secret, from the cluster token"})
+		pw = want
+	}
+	ht, err := h.ReadFile(Htpasswd)
+	switch {
+	case err != nil:
 		cs = append(cs, engine.Change{Action: engine.Create, Kind: engine.File, Target: Htpasswd, Detail: "mode 0600, user " + User})
-	case err != nil || !htpasswdMatches(ht, strings.TrimSpace(string(pw))):
+	case pw == "" || !htpasswdMatches(ht, pw):
 		cs = append(cs, engine.Change{Action: engine.Update, Kind: engine.File, Target: Htpasswd, Detail: "mode 0600, user " + User})
 	}
 	return cs, nil
@@ -224,9 +313,15 @@ func (s *authStep) Apply(context.Context, []engine.Change, *engine.Reporter) err
 	h := s.m.e.Host
 	raw, err := h.ReadFile(PasswordPath)
 	pw := strings.TrimSpace(string(raw))
-	if err != nil || pw == "" {
-		if pw, err = registry.RandomPassword(); err != nil {
-			return err
+	want, werr := s.m.wantPassword()
+	if werr != nil {
+		return werr
+	}
+	if err != nil || pw == "" || (want != "" && pw != want) {
+		if pw = want; pw == "" {
+			if pw, err = registry.RandomPassword(); err != nil {
+				return err
+			}
 		}
 		if _, err := h.WriteFile(PasswordPath, []byte(pw+"\n"), 0o600); err != nil {
 			return err
@@ -345,25 +440,36 @@ func (s *imagesStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Rep
 	return err
 }
 
+// DefaultRegistries are mirrored on agents, which do not see the bundle.
+var DefaultRegistries = []string{"docker.io", "nvcr.io", "registry.k8s.io", "quay.io", "ghcr.io"}
+
 // RegistriesYAML mirrors every registry the bundle's images come from to
 // this node's registry, under the repository prefix the images were loaded
 // with. nil when there is nothing to mirror.
 func (m *Mirror) RegistriesYAML() ([]byte, error) {
-	b := m.e.Bundle
-	if b == nil || len(b.Manifest.Images) == 0 {
-		return nil, nil
-	}
 	type mirror struct {
 		Endpoint []string          `json:"endpoint"`
 		Rewrite  map[string]string `json:"rewrite"`
 	}
-	mirrors := map[string]mirror{}
-	for _, im := range b.Manifest.Images {
-		ref, err := name.ParseReference(im.Reference)
-		if err != nil {
-			return nil, fmt.Errorf("bundle image %s: %w", im.Reference, err)
+	var registries []string
+	if b := m.e.Bundle; b != nil {
+		for _, im := range b.Manifest.Images {
+			ref, err := name.ParseReference(im.Reference)
+			if err != nil {
+				return nil, fmt.Errorf("bundle image %s: %w", im.Reference, err)
+			}
+			registries = append(registries, ref.Context().RegistryStr())
 		}
-		reg := ref.Context().RegistryStr()
+	} else if m.agent {
+		// an agent does not see the bundle its server loaded: it mirrors
+		// the registries appliance images come from
+		registries = DefaultRegistries
+	}
+	if len(registries) == 0 {
+		return nil, nil
+	}
+	mirrors := map[string]mirror{}
+	for _, reg := range registries {
 		if reg == name.DefaultRegistry {
 			reg = "docker.io"
 		}
@@ -372,11 +478,18 @@ func (m *Mirror) RegistriesYAML() ([]byte, error) {
 			Rewrite:  map[string]string{"^(.*)$": airgap.RegistryPrefix(reg) + "/$1"},
 		}
 	}
-	pw, _ := m.e.Host.ReadFile(PasswordPath)
+	raw, _ := m.e.Host.ReadFile(PasswordPath)
+	pw := strings.TrimSpace(string(raw))
+	if m.agent {
+		var err error
+		if pw, err = m.wantPassword(); err != nil {
+			return nil, err
+		}
+	}
 	doc := map[string]any{
 		"mirrors": mirrors,
 		"configs": map[string]any{m.addr(): map[string]any{
-			"auth": map[string]string{"username": User, "password": strings.TrimSpace(string(pw))},
+			"auth": map[string]string{"username": User, "password": pw},
 			"tls":  map[string]string{"ca_file": m.e.Host.Path(CACert)},
 		}},
 	}

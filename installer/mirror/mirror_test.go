@@ -4,9 +4,11 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/perchedge/perch/airgap/registry"
 	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
@@ -28,25 +30,73 @@ func newMirror(t *testing.T, mod string) *Mirror {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := New(&k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: "edge-01"})
-	if m == nil {
+	m, err := New(&k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: "edge-01"})
+	if err != nil || m == nil {
 		t.Fatal("no registry for a server")
 	}
 	return m
 }
 
-func TestOnlyServersRunARegistry(t *testing.T) {
-	for _, mod := range []string{
-		"node: {role: agent, serverURL: 'https://10.0.0.1:6443', token: x}",
-		"registry: {enabled: false}",
-	} {
-		cfg, err := config.LoadBytes([]byte("apiVersion: perch.dev/v1alpha1\nkind: Appliance\nk3s: {binary: /opt/k3s}\n"+mod), "yaml")
-		if err != nil {
-			t.Fatal(err)
+func TestNoRegistryWhenDisabled(t *testing.T) {
+	cfg, err := config.LoadBytes([]byte("apiVersion: perch.dev/v1alpha1\nkind: Appliance\nk3s: {binary: /opt/k3s}\nregistry: {enabled: false}"), "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := New(&k3s.Env{Cfg: &cfg}); m != nil || err != nil {
+		t.Errorf("a registry was planned (%v)", err)
+	}
+}
+
+// A server and an agent that share the join token (written two ways) agree
+// on the CA and password with nothing copied between them: the agent
+// trusts the certificate the server's registry presents, and mirrors to it.
+func TestAgentTrustsItsServersRegistry(t *testing.T) {
+	srv := newMirror(t, "node: {clusterInit: true, token: s3cret-cluster}")
+	agent := newMirror(t, "node: {role: agent, serverURL: 'https://10.0.0.1:6443', token: 'K10abcdef::server:s3cret-cluster'}")
+	if !agent.agent || agent.addr() != "10.0.0.1:5000" {
+		t.Fatalf("agent mirror %+v at %s", agent, agent.addr())
+	}
+	ctx := context.Background()
+	for _, s := range []engine.Step{&tlsStep{srv}, &authStep{srv}} {
+		cs, _ := s.Plan(ctx)
+		must(t, s.Apply(ctx, cs, nil))
+	}
+	steps := agent.Steps()
+	if len(steps) != 1 || steps[0].Name() != "registry-trust" {
+		t.Fatalf("agent steps %v", steps)
+	}
+	cs, err := steps[0].Plan(ctx)
+	must(t, err)
+	must(t, steps[0].Apply(ctx, cs, nil))
+	srvCA, _ := srv.e.Host.ReadFile(CACert)
+	agentCA, _ := agent.e.Host.ReadFile(CACert)
+	if string(srvCA) != string(agentCA) {
+		t.Fatal("server and agent derived different CAs")
+	}
+	cert, _ := srv.e.Host.ReadFile(TLSCert)
+	if !registry.CertCovers(cert, srv.certHosts(), agentCA, time.Now()) {
+		t.Error("the agent's CA does not verify the server's certificate")
+	}
+	b, err := agent.RegistriesYAML()
+	must(t, err)
+	pw, _ := srv.e.Host.ReadFile(PasswordPath)
+	for _, want := range []string{"https://10.0.0.1:5000", "10.0.0.1:5000:", "password: " + strings.TrimSpace(string(pw)), "nvcr.io:", "registry.k8s.io:"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("agent registries.yaml lacks %q:\n%s", want, b)
 		}
-		if New(&k3s.Env{Cfg: &cfg}) != nil {
-			t.Errorf("%s: a registry was planned", mod)
+	}
+	// a rerun on the server changes nothing
+	for _, s := range []engine.Step{&tlsStep{srv}, &authStep{srv}} {
+		if cs, _ := s.Plan(ctx); len(cs) != 0 {
+			t.Errorf("%s: plan after apply %v", s.Name(), cs)
 		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
