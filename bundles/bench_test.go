@@ -1,16 +1,13 @@
 package bundles
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"github.com/perchedge/perch/internal/benchdata"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,10 +19,6 @@ import (
 	"time"
 
 	"aead.dev/minisign"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // The verify benchmark of issue 3: on a generated bundle of about 2 GiB
@@ -38,7 +31,7 @@ import (
 // changes. PERCH_BENCH_BUNDLE_MIB sets the size (default 2048).
 
 const (
-	benchBundleVersion = "v1"
+	benchBundleVersion = "v2"
 	benchBundleMiBEnv  = "PERCH_BENCH_BUNDLE_MIB"
 	// the child verify, for its peak RSS: a bundle, and its public key
 	benchChildSrcEnv = "PERCH_BENCH_VERIFY_SRC"
@@ -347,54 +340,18 @@ func generateBenchBundle(root string, size int64) error {
 	if err := os.WriteFile(k3s, []byte("#!/bin/sh\necho 'k3s version v1.31.1+k3s1 (536fa44e)'\n"), 0o755); err != nil {
 		return err
 	}
-	g, err := newBenchLayout(filepath.Join(dir, ImagesDir))
+	gen, err := benchdata.Layout(filepath.Join(dir, ImagesDir), size, 1, []string{"registry.example/bench"})
 	if err != nil {
 		return err
 	}
-
-	// sizes in units: base stacks 8+4+2 each, own layers 3 (+1 every other
-	// image): 3×14 + 12×3 + 6×1 = 84 units in all
-	const units = 84
-	unit := size / units
-	rng := rand.New(rand.NewPCG(1, 2))
-	jitter := func(n int64) int64 { return n - n/16 + rng.Int64N(n/8+1) }
-	var bases [3][]v1.Descriptor
-	for s := range bases {
-		for _, w := range []int64{8, 4, 2} {
-			d, err := g.layer(jitter(w * unit))
-			if err != nil {
-				return err
-			}
-			bases[s] = append(bases[s], d)
-		}
-	}
 	m := &Manifest{APIVersion: APIVersion, Kind: ManifestKind, Name: "bench", Version: "1.0.0", Arch: runtime.GOARCH,
 		K3s: K3sInfo{Version: "v1.31.1+k3s1", Binary: K3sBinaryPath}, BuiltBy: "bench"}
-	for i := range 12 {
-		layers := append([]v1.Descriptor(nil), bases[i%3]...)
-		own := []int64{3}
-		if i%2 == 0 {
-			own = append(own, 1)
-		}
-		for _, w := range own {
-			d, err := g.layer(jitter(w * unit))
-			if err != nil {
-				return err
-			}
-			layers = append(layers, d)
-		}
-		ref := fmt.Sprintf("registry.example/bench/app-%02d:1.0", i)
-		im, err := g.image(ref, layers)
-		if err != nil {
-			return err
-		}
-		m.Images = append(m.Images, im)
-	}
-	m.Layout = Layout{Path: ImagesDir, Blobs: len(g.blobs)}
-	for _, n := range g.blobs {
+	m.Layout = Layout{Path: ImagesDir, Blobs: len(gen.Blobs)}
+	for _, n := range gen.Blobs {
 		m.Layout.Bytes += n
 	}
-	for _, im := range m.Images {
+	for _, im := range gen.Images {
+		m.Images = append(m.Images, Image{Reference: im.Reference, Digest: im.Digest.String(), Size: im.Size})
 		m.Layout.ImageBytes += im.Size
 	}
 
@@ -416,119 +373,4 @@ func generateBenchBundle(root string, size int64) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, SignatureName), sig, 0o644)
-}
-
-// benchLayout writes an OCI image layout blob by blob.
-type benchLayout struct {
-	dir   string
-	path  layout.Path
-	blobs map[v1.Hash]int64
-	seq   uint64
-	buf   []byte
-}
-
-func newBenchLayout(dir string) (*benchLayout, error) {
-	lp, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
-		return nil, err
-	}
-	return &benchLayout{dir: dir, path: lp, blobs: map[v1.Hash]int64{}, buf: make([]byte, 1<<20)}, nil
-}
-
-// layer writes an uncompressed tar layer holding one file of n random
-// bytes, so its diff ID is its digest.
-func (g *benchLayout) layer(n int64) (v1.Descriptor, error) {
-	g.seq++
-	tmp, err := os.CreateTemp(filepath.Join(g.dir, "blobs", "sha256"), ".tmp-layer-")
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(tmp, h)}
-	tw := tar.NewWriter(cw)
-	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("opt/bench/data-%03d.bin", g.seq), Size: n, Mode: 0o644,
-		ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
-	err = tw.WriteHeader(hdr)
-	rng := rand.NewChaCha8([32]byte{byte(g.seq), byte(g.seq >> 8), 'p', 'e', 'r', 'c', 'h'})
-	for left := n; err == nil && left > 0; {
-		k := min(left, int64(len(g.buf)))
-		rng.Read(g.buf[:k])
-		_, err = tw.Write(g.buf[:k])
-		left -= k
-	}
-	if err == nil {
-		err = tw.Close()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	d := v1.Descriptor{MediaType: types.OCIUncompressedLayer, Size: cw.n,
-		Digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}}
-	if err := os.Rename(tmp.Name(), filepath.Join(g.dir, "blobs", "sha256", d.Digest.Hex)); err != nil {
-		return v1.Descriptor{}, err
-	}
-	g.blobs[d.Digest] = d.Size
-	return d, nil
-}
-
-func (g *benchLayout) bytesBlob(mt types.MediaType, b []byte) (v1.Descriptor, error) {
-	sum := sha256.Sum256(b)
-	d := v1.Descriptor{MediaType: mt, Size: int64(len(b)), Digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}}
-	if err := os.WriteFile(filepath.Join(g.dir, "blobs", "sha256", d.Digest.Hex), b, 0o644); err != nil {
-		return d, err
-	}
-	g.blobs[d.Digest] = d.Size
-	return d, nil
-}
-
-// image writes an image's config and manifest and names it in index.json.
-func (g *benchLayout) image(ref string, layers []v1.Descriptor) (Image, error) {
-	cf := v1.ConfigFile{Architecture: runtime.GOARCH, OS: "linux", Created: v1.Time{Time: time.Unix(0, 0).UTC()},
-		Config: v1.Config{Entrypoint: []string{"/bin/sh"}}, RootFS: v1.RootFS{Type: "layers"}}
-	size := int64(0)
-	for _, l := range layers {
-		cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, l.Digest)
-		size += l.Size
-	}
-	rawCfg, err := json.Marshal(cf)
-	if err != nil {
-		return Image{}, err
-	}
-	cfg, err := g.bytesBlob(types.OCIConfigJSON, rawCfg)
-	if err != nil {
-		return Image{}, err
-	}
-	man := v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1, Config: cfg, Layers: layers}
-	rawMan, err := json.Marshal(man)
-	if err != nil {
-		return Image{}, err
-	}
-	md, err := g.bytesBlob(types.OCIManifestSchema1, rawMan)
-	if err != nil {
-		return Image{}, err
-	}
-	md.Platform = &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	md.Annotations = map[string]string{annotationRefName: ref, annotationContainerdName: ref}
-	if err := g.path.AppendDescriptor(md); err != nil {
-		return Image{}, err
-	}
-	return Image{Reference: ref, Digest: md.Digest.String(), Size: size + cfg.Size + md.Size}, nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

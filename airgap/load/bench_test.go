@@ -1,28 +1,22 @@
 package load_test
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/perchedge/perch/internal/benchdata"
 	"github.com/perchedge/perch/internal/testreg"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/perchedge/perch/airgap"
 	"github.com/perchedge/perch/airgap/load"
@@ -41,7 +35,7 @@ import (
 // changes. PERCH_BENCH_LOAD_MIB sets the size (default 2048).
 
 const (
-	benchLoadVersion = "v1"
+	benchLoadVersion = "v2"
 	benchLoadMiBEnv  = "PERCH_BENCH_LOAD_MIB"
 	// the child load, for its peak RSS: a layout and a storage directory
 	benchChildLayoutEnv  = "PERCH_BENCH_LOAD_LAYOUT"
@@ -294,136 +288,9 @@ func benchLayoutFor(b *testing.B) *benchLayout {
 	return bl
 }
 
-// generateBenchLayout writes an OCI layout of 12 images on 3 shared base
-// stacks of 3 layers (like CUDA bases), each image with one or two layers of
-// its own, under the names of five upstream registries. Layers are tars of
-// one random (incompressible) file each, streamed to disk and hashed as
-// written, seeded so every run generates the same bytes; together the
-// unique blobs come to about size bytes.
+// generateBenchLayout writes the benchmark's layout under the names of five
+// upstream registries.
 func generateBenchLayout(dir string, size int64) error {
-	lp, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return err
-	}
-	blobs := filepath.Join(dir, "blobs", "sha256")
-	if err := os.MkdirAll(blobs, 0o755); err != nil {
-		return err
-	}
-	g := &layerGen{dir: blobs, buf: make([]byte, 1<<20)}
-	// sizes in units: base stacks 8+4+2 each, own layers 3 (+1 every other
-	// image): 3×14 + 12×3 + 6×1 = 84 units in all
-	const units = 84
-	unit := size / units
-	rng := rand.New(rand.NewPCG(4, 2))
-	jitter := func(n int64) int64 { return n - n/16 + rng.Int64N(n/8+1) }
-	var bases [3][]v1.Descriptor
-	for s := range bases {
-		for _, w := range []int64{8, 4, 2} {
-			d, err := g.layer(jitter(w * unit))
-			if err != nil {
-				return err
-			}
-			bases[s] = append(bases[s], d)
-		}
-	}
-	hosts := []string{"docker.io/perch-bench", "nvcr.io/nvidia/perch-bench", "registry.k8s.io/perch-bench", "quay.io/perch-bench", "ghcr.io/perch-bench"}
-	for i := range 12 {
-		layers := append([]v1.Descriptor(nil), bases[i%3]...)
-		own := []int64{3}
-		if i%2 == 0 {
-			own = append(own, 1)
-		}
-		for _, w := range own {
-			d, err := g.layer(jitter(w * unit))
-			if err != nil {
-				return err
-			}
-			layers = append(layers, d)
-		}
-		cf := v1.ConfigFile{Architecture: runtime.GOARCH, OS: "linux", Created: v1.Time{Time: time.Unix(0, 0).UTC()},
-			Config: v1.Config{Entrypoint: []string{"/bin/sh"}}, RootFS: v1.RootFS{Type: "layers"}}
-		for _, l := range layers {
-			cf.RootFS.DiffIDs = append(cf.RootFS.DiffIDs, l.Digest)
-		}
-		rawCfg, err := json.Marshal(cf)
-		if err != nil {
-			return err
-		}
-		cfg, err := g.bytes(types.OCIConfigJSON, rawCfg)
-		if err != nil {
-			return err
-		}
-		rawMan, err := json.Marshal(v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1, Config: cfg, Layers: layers})
-		if err != nil {
-			return err
-		}
-		md, err := g.bytes(types.OCIManifestSchema1, rawMan)
-		if err != nil {
-			return err
-		}
-		ref := fmt.Sprintf("%s/app-%02d:1.0", hosts[i%len(hosts)], i)
-		md.Annotations = map[string]string{"org.opencontainers.image.ref.name": ref, "io.containerd.image.name": ref}
-		if err := lp.AppendDescriptor(md); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-type layerGen struct {
-	dir string
-	seq uint64
-	buf []byte
-}
-
-// layer writes an uncompressed tar layer holding one file of n random
-// bytes, without holding it in memory.
-func (g *layerGen) layer(n int64) (v1.Descriptor, error) {
-	g.seq++
-	tmp, err := os.CreateTemp(g.dir, ".tmp-layer-")
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(tmp, h)}
-	tw := tar.NewWriter(cw)
-	err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("opt/bench/data-%03d.bin", g.seq), Size: n, Mode: 0o644,
-		ModTime: time.Unix(0, 0), Format: tar.FormatPAX})
-	rng := rand.NewChaCha8([32]byte{byte(g.seq), byte(g.seq >> 8), 'l', 'o', 'a', 'd'})
-	for left := n; err == nil && left > 0; {
-		k := min(left, int64(len(g.buf)))
-		rng.Read(g.buf[:k])
-		_, err = tw.Write(g.buf[:k])
-		left -= k
-	}
-	if err == nil {
-		err = tw.Close()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	d := v1.Descriptor{MediaType: types.OCIUncompressedLayer, Size: cw.n,
-		Digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}}
-	return d, os.Rename(tmp.Name(), filepath.Join(g.dir, d.Digest.Hex))
-}
-
-func (g *layerGen) bytes(mt types.MediaType, b []byte) (v1.Descriptor, error) {
-	sum := sha256.Sum256(b)
-	d := v1.Descriptor{MediaType: mt, Size: int64(len(b)), Digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}}
-	return d, os.WriteFile(filepath.Join(g.dir, d.Digest.Hex), b, 0o644)
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	_, err := benchdata.Layout(dir, size, 4, []string{"docker.io/perch-bench", "nvcr.io/nvidia/perch-bench", "registry.k8s.io/perch-bench", "quay.io/perch-bench", "ghcr.io/perch-bench"})
+	return err
 }
