@@ -30,6 +30,7 @@ func newRootCmd(s *streams) *cobra.Command {
 		newConfigCmd(s),
 		newBundleCmd(s),
 		newRegistryCmd(s),
+		newGPUCmd(s),
 		newUninstallCmd(s),
 		newVersionCmd(s),
 		newSuperviseCmd(),
