@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/perchedge/perch/gpu"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
@@ -25,6 +26,9 @@ type Options struct {
 	Root string // --root, default "/"
 	Init string // --init auto|systemd|openrc|none
 	Sink engine.Sink
+	// GPU reads the GPUs; nil is the machine's own NVML. Tests give
+	// go-nvml's mock.
+	GPU gpu.Library
 }
 
 // Installer holds what one run needs.
@@ -36,6 +40,7 @@ type Installer struct {
 	arch   string
 	bundle *bundle
 	mirror *mirror.Mirror
+	gpu    gpu.Library
 }
 
 // New opens the host and prepares the steps; it changes nothing.
@@ -69,7 +74,10 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 		name = strings.ToLower(hn)
 	}
 	env := &k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: name, PerchBinary: self}
-	i := &Installer{cfg: cfg, host: h, env: env, sink: o.Sink, arch: runtime.GOARCH}
+	i := &Installer{cfg: cfg, host: h, env: env, sink: o.Sink, arch: runtime.GOARCH, gpu: o.GPU}
+	if i.gpu == nil {
+		i.gpu = gpu.Open()
+	}
 	if i.mirror, err = mirror.New(env); err != nil {
 		return nil, err
 	}
@@ -88,6 +96,11 @@ func (i *Installer) steps(ctx context.Context) ([]engine.Step, error) {
 	steps := k3s.Steps(i.env)
 	if i.bundle != nil {
 		steps = slices.Insert(steps, 1, engine.Step(&bundleStep{i}))
+	}
+	if i.cfg.GPU.Mode != config.GPUOff {
+		// right after preflight: a node that cannot give pods its GPUs is
+		// refused before anything is written
+		steps = slices.Insert(steps, 1, engine.Step(&gpuStep{cfg: &i.cfg, host: i.host, lib: i.gpu}))
 	}
 	if i.mirror != nil {
 		// registry up and images in before k3s reads registries.yaml

@@ -51,6 +51,9 @@ func fixture(t *testing.T) (cfg, root string) {
 		t.Fatal(err)
 	}
 	cfg = filepath.Join(dir, "appliance.yaml")
+	// gpu.mode off: the golden plan must not depend on this machine's GPUs
+	// (the GPU step is tested against go-nvml's mock in the installer)
+	body = append(body, []byte("gpu: {mode: off}\n")...)
 	os.WriteFile(cfg, bytes.ReplaceAll(body, []byte("/var/cache/perch-test/k3s"), []byte(k3s)), 0o644)
 	root = filepath.Join(dir, "root")
 	return cfg, root
