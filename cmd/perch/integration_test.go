@@ -145,7 +145,8 @@ func (s *sandbox) snapshot() map[string]fileState {
 	return out
 }
 
-func (s *sandbox) apiVersion() string {
+// client talks to the sandbox's k3s with the kubeconfig Perch wrote.
+func (s *sandbox) client() *kubernetes.Clientset {
 	s.t.Helper()
 	raw, err := os.ReadFile(filepath.Join(s.root, "etc/perch/kubeconfig"))
 	if err != nil {
@@ -159,7 +160,12 @@ func (s *sandbox) apiVersion() string {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	v, err := cs.Discovery().ServerVersion()
+	return cs
+}
+
+func (s *sandbox) apiVersion() string {
+	s.t.Helper()
+	v, err := s.client().Discovery().ServerVersion()
 	if err != nil {
 		s.t.Fatalf("API does not answer: %v", err)
 	}

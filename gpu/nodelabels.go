@@ -1,0 +1,75 @@
+package gpu
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// LabelChange is what ApplyLabels did to a node.
+type LabelChange struct {
+	Set     map[string]string
+	Removed []string
+}
+
+// Empty says the node already had exactly the wanted GPU labels.
+func (c LabelChange) Empty() bool { return len(c.Set) == 0 && len(c.Removed) == 0 }
+
+// ApplyLabels makes the node's GPU labels (those under LabelPrefixes) equal
+// want: it sets what differs and removes what is stale, such as the labels
+// of a GPU that is gone, and leaves every other label alone. It patches only
+// when something differs, so a rerun changes nothing.
+func ApplyLabels(ctx context.Context, cs kubernetes.Interface, node string, want map[string]string) (LabelChange, error) {
+	n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return LabelChange{}, fmt.Errorf("node %s: %w", node, err)
+	}
+	ch := LabelChange{Set: map[string]string{}}
+	for k, v := range want {
+		if have, ok := n.Labels[k]; !ok || have != v {
+			ch.Set[k] = v
+		}
+	}
+	for k := range n.Labels {
+		if _, ok := want[k]; !ok && ownedLabel(k) {
+			ch.Removed = append(ch.Removed, k)
+		}
+	}
+	slices.Sort(ch.Removed)
+	if ch.Empty() {
+		return ch, nil
+	}
+	// a JSON merge patch: null removes a key; the resourceVersion makes a
+	// concurrent change of the labels fail rather than be overwritten
+	labels := map[string]any{}
+	for k, v := range ch.Set {
+		labels[k] = v
+	}
+	for _, k := range ch.Removed {
+		labels[k] = nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels, "resourceVersion": n.ResourceVersion}})
+	if err != nil {
+		return ch, err
+	}
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "perch"}); err != nil {
+		return ch, fmt.Errorf("label node %s: %w", node, err)
+	}
+	return ch, nil
+}
+
+func ownedLabel(k string) bool {
+	for _, p := range LabelPrefixes {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
+
