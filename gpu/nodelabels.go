@@ -72,4 +72,3 @@ func ownedLabel(k string) bool {
 	}
 	return false
 }
-
