@@ -9,12 +9,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -119,20 +116,10 @@ func TestBenchVerifyChild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The rusage the parent gets counts the parent's own RSS too: Go starts
-	// children with vfork, so until exec the child shares the parent's
-	// memory, and Linux carries that high-water mark over exec. VmHWM is
-	// the high-water mark of the child's own address space.
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-				fmt.Printf("%s%s\n", benchChildHWM, strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			}
-		}
+	if err := benchdata.PrintPeakRSS(); err != nil {
+		t.Fatal(err)
 	}
 }
-
-const benchChildHWM = "perch-bench-child-vmhwm-kib="
 
 type benchResult struct {
 	perch, sha time.Duration // best of the rounds
@@ -200,27 +187,10 @@ func benchCompare(b *testing.B, bb *benchBundle, src string, files []string) ben
 	return res
 }
 
-// childMaxRSS runs TestBenchVerifyChild on src in a fresh process and
-// returns its peak RSS in bytes, the test binary's own baseline included:
-// the child's VmHWM, or where there is none its rusage Maxrss.
+// childMaxRSS verifies src in a fresh process and returns its peak RSS in
+// bytes, the test binary's own baseline included.
 func childMaxRSS(src, pubPath string) (int64, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchVerifyChild$", "-test.count=1", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), benchChildSrcEnv+"="+src, benchChildPubEnv+"="+pubPath)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("child verify: %v\n%s", err, out)
-	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(l, benchChildHWM); ok {
-			kib, err := strconv.ParseInt(v, 10, 64)
-			return kib << 10, err
-		}
-	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return 0, fmt.Errorf("no rusage on %s", runtime.GOOS)
-	}
-	return int64(ru.Maxrss) << 10, nil // KiB on Linux; includes the parent's RSS at exec, see above
+	return benchdata.ChildPeakRSS("TestBenchVerifyChild", benchChildSrcEnv+"="+src, benchChildPubEnv+"="+pubPath)
 }
 
 func sha256Files(files []string, buf []byte) error {

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,7 +39,6 @@ const (
 	// the child load, for its peak RSS: a layout and a storage directory
 	benchChildLayoutEnv  = "PERCH_BENCH_LOAD_LAYOUT"
 	benchChildStorageEnv = "PERCH_BENCH_LOAD_STORAGE"
-	benchChildHWM        = "perch-bench-load-vmhwm-kib="
 	benchRounds          = 2
 )
 
@@ -202,34 +200,14 @@ func TestBenchLoadChild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// VmHWM, not the rusage the parent gets: Go starts children with
-	// vfork, and Linux carries the parent's high-water mark over exec
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
+	if err := benchdata.PrintPeakRSS(); err != nil {
 		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			fmt.Printf("%s%s\n", benchChildHWM, strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-		}
 	}
 }
 
 func childLoadRSS(layoutDir, storageDir string) (int64, error) {
 	defer os.RemoveAll(storageDir)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchLoadChild$", "-test.count=1", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), benchChildLayoutEnv+"="+layoutDir, benchChildStorageEnv+"="+storageDir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("child load: %v\n%s", err, out)
-	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(l, benchChildHWM); ok {
-			kib, err := strconv.ParseInt(v, 10, 64)
-			return kib << 10, err
-		}
-	}
-	return 0, fmt.Errorf("child load printed no VmHWM:\n%s", out)
+	return benchdata.ChildPeakRSS("TestBenchLoadChild", benchChildLayoutEnv+"="+layoutDir, benchChildStorageEnv+"="+storageDir)
 }
 
 // benchLayoutFor returns the cached layout, generating it the first time.
