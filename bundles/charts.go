@@ -40,19 +40,29 @@ func packChart(src, want, dir string) (*chart.Chart, string, error) {
 		// a published archive is kept byte for byte: its digest is its identity
 		return ch, rel, copyFile(src, out)
 	}
-	tmp, err := os.MkdirTemp(dir, ".chart-")
-	if err != nil {
+	if err := SaveChart(ch, out); err != nil {
 		return nil, "", err
+	}
+	return ch, rel, nil
+}
+
+// SaveChart packs a loaded chart as a .tgz at dst, reproducibly: the same
+// chart always packs to the same bytes, so a bundle signs the same manifest
+// and k3s sees an unchanged chart as unchanged.
+func SaveChart(ch *chart.Chart, dst string) error {
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), ".chart-")
+	if err != nil {
+		return err
 	}
 	defer os.RemoveAll(tmp)
 	saved, err := chartutil.Save(ch, tmp)
 	if err != nil {
-		return nil, "", fmt.Errorf("package chart: %w", err)
+		return fmt.Errorf("package chart: %w", err)
 	}
-	if err := reproducibleTgz(saved, out); err != nil {
-		return nil, "", fmt.Errorf("package chart: %w", err)
+	if err := reproducibleTgz(saved, dst); err != nil {
+		return fmt.Errorf("package chart: %w", err)
 	}
-	return ch, rel, nil
+	return nil
 }
 
 // reproducibleTgz rewrites helm's archive without its timestamps, so the

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/spf13/cobra"
+
+	"github.com/perchedge/perch/bundles"
+	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/manifests/render"
+)
+
+func newManifestsCmd(s *streams) *cobra.Command {
+	cmd := &cobra.Command{Use: "manifests", Short: "The HelmCharts Perch deploys through k3s"}
+	cmd.AddCommand(newManifestsRenderCmd(s))
+	return cmd
+}
+
+func newManifestsRenderCmd(s *streams) *cobra.Command {
+	var configFile, out string
+	var gpus int
+	cmd := &cobra.Command{
+		Use:   "render --config F --out DIR [--bundle SRC] [--gpus N]",
+		Short: "Write the HelmCharts and chart archives install would deploy, for review or GitOps",
+		Long: "Write DIR/server/manifests/*.yaml and DIR/server/static/charts/*.tgz, the\n" +
+			"layout k3s reads under its data dir, exactly as install would. Upstream charts\n" +
+			"come from the bundle (bundle.source or --bundle; its signature is checked).\n" +
+			"GPUs are read from this machine unless --gpus says how many the target has.\n" +
+			"Files that would not change are not touched. Exit 2 when the config is invalid.",
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return &usageError{errors.New("--out DIR is required")}
+			}
+			if gpus < 0 {
+				return &usageError{fmt.Errorf("--gpus must be 0 or more, got %d", gpus)}
+			}
+			cfg, err := config.Load(config.Source{File: configFile, Stdin: s.in, Flags: cmd.Flags()})
+			var inv *config.InvalidError
+			if errors.As(err, &inv) {
+				fmt.Fprintln(s.err, inv.Error())
+				return &alreadyReported{err}
+			}
+			if err != nil {
+				return &usageError{err}
+			}
+			in := render.Inputs{}
+			if cmd.Flags().Changed("gpus") {
+				in.GPU = &gpu.Inventory{GPUs: make([]gpu.Device, gpus)}
+			} else if in.GPU, err = detectGPUs(cmd.Context(), s, &cfg); err != nil {
+				return err
+			}
+			if src := cfg.Bundle.Source; src != "" {
+				charts, cleanup, err := bundleCharts(cmd.Context(), &cfg)
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				in.Charts = charts
+			}
+			apps, err := render.Apps(&cfg, in)
+			if err != nil {
+				return err
+			}
+			written, err := render.WriteDir(out, apps)
+			if err != nil {
+				return err
+			}
+			for _, w := range written {
+				fmt.Fprintf(s.out, "wrote %s\n", w)
+			}
+			fmt.Fprintf(s.out, "%d app(s) in %s, %d file(s) changed\n", len(apps), out, len(written))
+			for _, sk := range render.Skipped(&cfg, in) {
+				fmt.Fprintf(s.err, "not rendered: %s\n", sk)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&configFile, "config", "c", "", "appliance config file (YAML, TOML or JSON; - for stdin)")
+	cmd.Flags().StringVar(&out, "out", "", "directory to write server/manifests and server/static/charts under")
+	cmd.Flags().IntVar(&gpus, "gpus", 0, "render for a node with this many GPUs instead of reading this machine's")
+	config.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// detectGPUs reads this machine's GPUs as install's gpu step does: with
+// gpu.mode auto, a broken driver means a CPU-only render, with a warning.
+func detectGPUs(ctx context.Context, s *streams, cfg *config.Appliance) (*gpu.Inventory, error) {
+	if cfg.GPU.Mode == config.GPUOff {
+		return nil, nil
+	}
+	inv, err := gpu.Detect(ctx, gpu.Open())
+	if err != nil {
+		if cfg.GPU.Mode == config.GPURequired {
+			return nil, fmt.Errorf("gpu.mode required: %w; or pass --gpus N to render for another node", err)
+		}
+		fmt.Fprintf(s.err, "warning: %v; rendering CPU-only (pass --gpus N to render for a GPU node)\n", err)
+		return nil, nil
+	}
+	return inv, nil
+}
+
+func bundleCharts(ctx context.Context, cfg *config.Appliance) ([]render.Chart, func(), error) {
+	src := cfg.Bundle.Source
+	if src == "auto" {
+		return nil, nil, &usageError{errors.New("bundle.source auto: pass the bundle's path with --bundle")}
+	}
+	if cfg.Bundle.PublicKey == "" {
+		return nil, nil, &usageError{errors.New("bundle.publicKey (--pubkey NAME.pub) is required to check the bundle's signature")}
+	}
+	pub, err := bundles.LoadPublicKey(cfg.Bundle.PublicKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle.publicKey: %w", err)
+	}
+	charts, cleanup, err := render.OpenBundleCharts(ctx, src, bundles.OpenOptions{PublicKey: &pub, Arch: runtime.GOARCH})
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle.source: %w", err)
+	}
+	return charts, cleanup, nil
+}

@@ -1,0 +1,902 @@
+package manifests
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/perchedge/perch/airgap"
+	"github.com/perchedge/perch/installer/config"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/analytics/*.golden.yaml from the current chart")
+
+const (
+	testRegistry   = "10.0.0.1:5000"
+	testPullSecret = "perch-registry"
+	testNamespace  = "perch"
+	// testCameraURL is a camera with credentials, as installers find them
+	// on site; TestAnalyticsCameraCredentials follows its userinfo.
+	testCameraURL = "rtsp://admin:s3cret@10.0.0.5/stream"
+)
+
+func streams(n int) []config.Stream {
+	out := make([]config.Stream, n)
+	for i := range out {
+		out[i] = config.Stream{
+			Name: fmt.Sprintf("cam-%02d", i+1),
+			URL:  fmt.Sprintf("rtsp://viewer:secret@192.0.2.%d:554/stream1", 10+i),
+		}
+	}
+	return out
+}
+
+// appliance is config.Default() with the example file's camera, the config
+// a fresh appliance runs.
+func appliance(mut func(*config.Appliance)) *config.Appliance {
+	a := config.Default()
+	a.Pipeline.Streams = []config.Stream{{Name: "gate-1", URL: "rtsp://192.0.2.10:554/stream1"}}
+	if mut != nil {
+		mut(&a)
+	}
+	return &a
+}
+
+type goldenCase struct {
+	name string
+	cfg  *config.Appliance
+	env  Env
+	// worker slots expected: min(GPUs x shares (or CPU workers), streams),
+	// less slots the hash left empty.
+	maxSlots int
+	gpu      bool
+}
+
+func goldenCases() []goldenCase {
+	env := func(gpus int) Env {
+		return Env{GPUs: gpus, Registry: testRegistry, PullSecret: testPullSecret, MonitoringCRDs: true}
+	}
+	return []goldenCase{
+		{name: "default", cfg: appliance(nil), env: env(1), maxSlots: 1, gpu: true},
+		{name: "no-gpu", cfg: appliance(func(a *config.Appliance) {
+			a.Pipeline.Streams = append(streams(3), config.Stream{Name: "dock-1", URL: testCameraURL})
+		}), env: env(0), maxSlots: 1},
+		{name: "time-sliced", cfg: appliance(func(a *config.Appliance) {
+			a.GPU.Sharing.Replicas = 4
+			a.Pipeline.Streams = streams(6)
+		}), env: env(1), maxSlots: 4, gpu: true},
+		{name: "16-streams", cfg: appliance(func(a *config.Appliance) {
+			a.GPU.Sharing.Replicas = 4
+			a.Pipeline.Streams = streams(16)
+		}), env: env(2), maxSlots: 8, gpu: true},
+	}
+}
+
+func loadChart(t *testing.T) *chart.Chart {
+	t.Helper()
+	fsys := AnalyticsChart()
+	var files []*loader.BufferedFile
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(fsys, p)
+		files = append(files, &loader.BufferedFile{Name: p, Data: data})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := loader.LoadFiles(files)
+	if err != nil {
+		t.Fatalf("load embedded chart: %v", err)
+	}
+	return c
+}
+
+func capabilities(monitoringAPI bool) *chartutil.Capabilities {
+	caps := chartutil.DefaultCapabilities.Copy()
+	caps.KubeVersion = chartutil.KubeVersion{Version: "v1.31.1+k3s1", Major: "1", Minor: "31"}
+	if monitoringAPI {
+		caps.APIVersions = append(slices.Clone(caps.APIVersions), "monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor")
+	}
+	return caps
+}
+
+// doc is one rendered object: its template and text, and its fields.
+type doc struct {
+	source string
+	text   string
+	obj    map[string]any
+}
+
+func (d doc) kind() string { return fmt.Sprint(d.obj["kind"]) }
+func (d doc) name() string {
+	return fmt.Sprint(d.obj["metadata"].(map[string]any)["name"])
+}
+
+func render(t *testing.T, c *chart.Chart, vals map[string]any, caps *chartutil.Capabilities) []doc {
+	t.Helper()
+	rv, err := chartutil.ToRenderValues(c, vals, chartutil.ReleaseOptions{
+		Name: "perch-analytics", Namespace: testNamespace, Revision: 1, IsInstall: true,
+	}, caps)
+	if err != nil {
+		t.Fatalf("values: %v", err)
+	}
+	out, err := engine.Render(c, rv)
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	var docs []doc
+	for _, src := range slices.Sorted(mapsKeys(out)) {
+		if strings.HasSuffix(src, "NOTES.txt") {
+			continue
+		}
+		for _, part := range strings.Split(out[src], "\n---") {
+			text := strings.TrimSpace(strings.TrimPrefix(part, "---"))
+			if text == "" {
+				continue
+			}
+			var obj map[string]any
+			if err := yaml.Unmarshal([]byte(text), &obj); err != nil {
+				t.Fatalf("%s does not parse as YAML: %v\n%s", src, err, text)
+			}
+			if obj == nil {
+				continue // only comments
+			}
+			if obj["apiVersion"] == nil || obj["kind"] == nil || obj["metadata"] == nil {
+				t.Fatalf("%s: an object without apiVersion, kind or metadata:\n%s", src, text)
+			}
+			docs = append(docs, doc{source: src, text: text, obj: obj})
+		}
+	}
+	return docs
+}
+
+func mapsKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func golden(docs []doc) []byte {
+	var b bytes.Buffer
+	for _, d := range docs {
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", d.source, d.text)
+	}
+	return b.Bytes()
+}
+
+// strict decodes a doc into its typed API object, refusing unknown fields, so
+// a misspelt or misplaced key in a template fails here, not on the node.
+func strict[T any](t *testing.T, d doc) *T {
+	t.Helper()
+	var v T
+	if err := yaml.UnmarshalStrict([]byte(d.text), &v); err != nil {
+		t.Fatalf("%s %s (%s): %v", d.kind(), d.name(), d.source, err)
+	}
+	return &v
+}
+
+func values(t *testing.T, a *config.Appliance, env Env) map[string]any {
+	t.Helper()
+	v, err := AnalyticsValues(a, env)
+	if err != nil {
+		t.Fatalf("AnalyticsValues: %v", err)
+	}
+	// The values travel to helm-controller as YAML; render what survives that.
+	y, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := yaml.Unmarshal(y, &back); err != nil {
+		t.Fatal(err)
+	}
+	return back
+}
+
+type lintRun struct {
+	name string
+	vals map[string]any
+}
+
+// lintRuns are the values the lint tests check: what a plain `helm install`
+// gets, and what Perch computes for each golden config.
+func lintRuns(t *testing.T) []lintRun {
+	t.Helper()
+	runs := []lintRun{{"chart defaults", map[string]any{}}}
+	for _, gc := range goldenCases() {
+		runs = append(runs, lintRun{gc.name, values(t, gc.cfg, gc.env)})
+	}
+	return runs
+}
+
+// TestAnalyticsHelmLint is `helm lint --strict` on the chart as the binary
+// embeds it, for the chart defaults and every golden config: a warning is
+// something helm-controller may reject on a newer Kubernetes, so it fails
+// too. Only INFO ("icon is recommended") passes.
+func TestAnalyticsHelmLint(t *testing.T) {
+	// pkg/lint loads the chart from a directory named after it, as
+	// `helm lint` would find it in a checkout.
+	dir := filepath.Join(t.TempDir(), "perch-analytics")
+	if err := os.CopyFS(dir, AnalyticsChart()); err != nil {
+		t.Fatal(err)
+	}
+	kube := capabilities(false).KubeVersion
+	for _, r := range lintRuns(t) {
+		t.Run(r.name, func(t *testing.T) {
+			res := lint.AllWithKubeVersion(dir, r.vals, testNamespace, &kube)
+			for _, m := range res.Messages {
+				if m.Severity >= support.WarningSev {
+					t.Errorf("helm lint: %v", m)
+				} else {
+					t.Logf("helm lint: %v", m)
+				}
+			}
+		})
+	}
+}
+
+// TestAnalyticsChartLint checks what `helm lint` does not: values.yaml
+// against the schema, and a render of the chart defaults and of every
+// golden config, each object with a valid name and its typed fields, with
+// the monitoring API present.
+func TestAnalyticsChartLint(t *testing.T) {
+	c := loadChart(t)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Chart.yaml: %v", err)
+	}
+	if c.Metadata.APIVersion != chart.APIVersionV2 || c.Metadata.Type != "application" {
+		t.Errorf("Chart.yaml: apiVersion %q type %q, want v2 application", c.Metadata.APIVersion, c.Metadata.Type)
+	}
+	for _, r := range lintRuns(t) {
+		t.Run(r.name, func(t *testing.T) {
+			if err := chartutil.ValidateAgainstSchema(c, r.vals); err != nil {
+				t.Errorf("values schema: %v", err)
+			}
+			for _, d := range render(t, c, r.vals, capabilities(true)) {
+				lintDoc(t, d)
+			}
+		})
+	}
+}
+
+func lintDoc(t *testing.T, d doc) {
+	t.Helper()
+	if strings.HasPrefix(d.text, " ") {
+		t.Errorf("%s: the document starts indented", d.source)
+	}
+	nameErrs := validation.IsDNS1123Subdomain(d.name())
+	if d.kind() == "Service" {
+		nameErrs = validation.IsDNS1035Label(d.name())
+	}
+	for _, e := range nameErrs {
+		t.Errorf("%s %s: invalid name: %s", d.kind(), d.name(), e)
+	}
+	if _, ok := d.obj["metadata"].(map[string]any)["namespace"]; ok {
+		t.Errorf("%s %s: sets a namespace; the release namespace should decide", d.kind(), d.name())
+	}
+	switch d.kind() {
+	case "ConfigMap":
+		strict[corev1.ConfigMap](t, d)
+	case "Secret":
+		strict[corev1.Secret](t, d)
+	case "Service":
+		svc := strict[corev1.Service](t, d)
+		if len(svc.Spec.Selector) == 0 {
+			t.Errorf("Service %s selects nothing", svc.Name)
+		}
+	case "Ingress":
+		strict[networkingv1.Ingress](t, d)
+	case "Deployment", "StatefulSet":
+		pod, _, _ := podSpec(t, d)
+		var sel *metav1.LabelSelector
+		var tmpl map[string]string
+		if d.kind() == "Deployment" {
+			dep := strict[appsv1.Deployment](t, d)
+			sel, tmpl = dep.Spec.Selector, dep.Spec.Template.Labels
+		} else {
+			sts := strict[appsv1.StatefulSet](t, d)
+			sel, tmpl = sts.Spec.Selector, sts.Spec.Template.Labels
+		}
+		if sel == nil || len(sel.MatchLabels) == 0 {
+			t.Errorf("%s %s has no selector", d.kind(), d.name())
+		}
+		for k, v := range sel.MatchLabels {
+			if tmpl[k] != v {
+				t.Errorf("%s %s: selector %s=%s does not match its pod template", d.kind(), d.name(), k, v)
+			}
+		}
+		if len(pod.Containers) == 0 {
+			t.Errorf("%s %s has no container", d.kind(), d.name())
+		}
+	case "ServiceMonitor", "PodMonitor", "PrometheusRule":
+		if d.obj["apiVersion"] != "monitoring.coreos.com/v1" {
+			t.Errorf("%s %s: apiVersion %v", d.kind(), d.name(), d.obj["apiVersion"])
+		}
+	default:
+		t.Errorf("%s %s: a kind the chart is not known to render; add it to lintDoc", d.kind(), d.name())
+	}
+}
+
+func TestAnalyticsChartGolden(t *testing.T) {
+	c := loadChart(t)
+	for _, gc := range goldenCases() {
+		t.Run(gc.name, func(t *testing.T) {
+			docs := render(t, c, values(t, gc.cfg, gc.env), capabilities(false))
+			got := golden(docs)
+			path := filepath.Join("testdata", "analytics", gc.name+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./manifests/ -run Golden -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the rendered chart; review the change and run with -update:\n%s", path, firstDiff(want, got))
+			}
+
+			checkWorkers(t, docs, gc)
+			checkPods(t, docs, gc.env)
+			checkMonitoring(t, docs, true)
+			req := totalRequests(t, docs)
+			t.Logf("%d objects; requests cpu %s memory %s", len(docs), req.Cpu(), req.Memory())
+		})
+	}
+}
+
+// Camera URLs hold passwords: they may be in the gateway's Secret, never in
+// a ConfigMap, which more people and tools may read. Checked on the golden
+// files, what a reviewer approves and what a node gets.
+func TestAnalyticsCameraCredentials(t *testing.T) {
+	var sawTestCamera bool
+	for _, gc := range goldenCases() {
+		t.Run(gc.name, func(t *testing.T) {
+			path := filepath.Join("testdata", "analytics", gc.name+".golden.yaml")
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var secret *corev1.Secret
+			for _, d := range goldenDocs(t, raw) {
+				switch {
+				case d.kind() == "Secret" && strings.HasSuffix(d.name(), "-gateway"):
+					secret = strict[corev1.Secret](t, d)
+				case d.kind() == "ConfigMap":
+					for _, s := range gc.cfg.Pipeline.Streams {
+						u, err := url.Parse(s.URL)
+						if err != nil || u.User == nil {
+							continue
+						}
+						if strings.Contains(d.text, u.User.String()) {
+							t.Errorf("%s: ConfigMap %s holds the credentials of stream %s", path, d.name(), s.Name)
+						}
+					}
+				}
+			}
+			if secret == nil {
+				t.Fatalf("%s: no gateway Secret", path)
+			}
+			conf := secret.StringData["mediamtx.yml"] + string(secret.Data["mediamtx.yml"])
+			for _, s := range gc.cfg.Pipeline.Streams {
+				if !strings.Contains(conf, s.URL) {
+					t.Errorf("%s: the gateway Secret lacks the source of stream %s", path, s.Name)
+				}
+				sawTestCamera = sawTestCamera || s.URL == testCameraURL
+			}
+		})
+	}
+	if !sawTestCamera {
+		t.Errorf("no golden config has the camera %s", testCameraURL)
+	}
+}
+
+// A camera's new password reaches MediaMTX only through a new pod: a
+// Secret change alone does not restart the gateway.
+func TestAnalyticsGatewayRollsOnCameraChange(t *testing.T) {
+	c := loadChart(t)
+	podTemplate := func(cameraURL string) string {
+		a := appliance(func(a *config.Appliance) { a.Pipeline.Streams[0].URL = cameraURL })
+		for _, d := range render(t, c, values(t, a, Env{GPUs: 1}), capabilities(false)) {
+			if d.kind() == "Deployment" && strings.HasSuffix(d.name(), "-gateway") {
+				dep := strict[appsv1.Deployment](t, d)
+				y, err := yaml.Marshal(dep.Spec.Template)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(y)
+			}
+		}
+		t.Fatal("no gateway Deployment")
+		return ""
+	}
+	if podTemplate(testCameraURL) == podTemplate(strings.Replace(testCameraURL, "s3cret", "n3w", 1)) {
+		t.Error("a changed camera password leaves the gateway's pod template as it was; the gateway would keep the old one")
+	}
+}
+
+// goldenDocs splits a golden file back into its objects.
+func goldenDocs(t *testing.T, raw []byte) []doc {
+	t.Helper()
+	var docs []doc
+	for _, part := range strings.Split(string(raw), "\n---\n") {
+		text := strings.TrimSpace(strings.TrimPrefix(part, "---\n"))
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(text), &obj); err != nil {
+			t.Fatalf("golden does not parse as YAML: %v\n%s", err, text)
+		}
+		if obj == nil {
+			continue
+		}
+		docs = append(docs, doc{text: text, obj: obj})
+	}
+	return docs
+}
+
+func firstDiff(want, got []byte) string {
+	w, g := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return fmt.Sprintf("line %d:\n  golden:   %q\n  rendered: %q", i+1, wl, gl)
+		}
+	}
+	return "(same lines, different bytes)"
+}
+
+// workerStreams reads each worker slot's stream list from its ConfigMap.
+func workerStreams(t *testing.T, docs []doc) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, d := range docs {
+		if d.kind() != "ConfigMap" || !strings.Contains(d.name(), "-worker-") {
+			continue
+		}
+		cm := strict[corev1.ConfigMap](t, d)
+		slot := cm.Labels["perch.dev/worker-slot"]
+		for _, line := range strings.Split(strings.TrimSpace(cm.Data["streams.txt"]), "\n") {
+			name, url, ok := strings.Cut(line, " ")
+			if !ok {
+				t.Fatalf("worker %s: stream line %q is not \"name url\"", slot, line)
+			}
+			if want := fmt.Sprintf("rtsp://perch-analytics-gateway.%s.svc:8554/%s", testNamespace, name); url != want {
+				t.Errorf("worker %s reads %s from %s, want the gateway's %s", slot, name, url, want)
+			}
+			out[slot] = append(out[slot], name)
+		}
+	}
+	return out
+}
+
+// expectedOwner is rendezvous hashing written again in Go, so the template's
+// sha256 comparison is checked against what its comment promises.
+func expectedOwner(stream string, slots int) string {
+	best, owner := "", ""
+	for i := range slots {
+		slot := fmt.Sprintf("w%d", i)
+		sum := sha256.Sum256([]byte(stream + "/" + slot))
+		if h := hex.EncodeToString(sum[:]); h > best {
+			best, owner = h, slot
+		}
+	}
+	return owner
+}
+
+func checkWorkers(t *testing.T, docs []doc, gc goldenCase) {
+	t.Helper()
+	assigned := workerStreams(t, docs)
+	owner := map[string]string{}
+	for slot, names := range assigned {
+		for _, n := range names {
+			if prev, dup := owner[n]; dup {
+				t.Errorf("stream %s is decoded by both %s and %s", n, prev, slot)
+			}
+			owner[n] = slot
+		}
+	}
+	slots := min(gc.maxSlots, len(gc.cfg.Pipeline.Streams))
+	for _, s := range gc.cfg.Pipeline.Streams {
+		if owner[s.Name] == "" {
+			t.Errorf("stream %s is assigned to no worker", s.Name)
+		}
+		if want := expectedOwner(s.Name, slots); owner[s.Name] != want {
+			t.Errorf("stream %s went to %s, rendezvous over %d slots says %s", s.Name, owner[s.Name], slots, want)
+		}
+	}
+	if len(owner) != len(gc.cfg.Pipeline.Streams) {
+		t.Errorf("workers decode %d streams, the config has %d", len(owner), len(gc.cfg.Pipeline.Streams))
+	}
+
+	var deployments int
+	for _, d := range docs {
+		if d.kind() == "HorizontalPodAutoscaler" {
+			t.Errorf("%s: an autoscaled worker would decode its streams twice", d.name())
+		}
+		if d.kind() != "Deployment" || !strings.Contains(d.name(), "-worker-") {
+			continue
+		}
+		deployments++
+		dep := strict[appsv1.Deployment](t, d)
+		slot := dep.Spec.Template.Labels["perch.dev/worker-slot"]
+		if len(assigned[slot]) == 0 {
+			t.Errorf("%s runs with no stream", dep.Name)
+		}
+		if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 {
+			t.Errorf("%s: replicas %v, want exactly 1", dep.Name, dep.Spec.Replicas)
+		}
+		pod := dep.Spec.Template.Spec
+		ctr := pod.Containers[0]
+		gpuLimit, hasGPU := ctr.Resources.Limits["nvidia.com/gpu"]
+		if gc.gpu {
+			if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+				t.Errorf("%s: strategy %q, want Recreate (a surge pod never gets the GPU)", dep.Name, dep.Spec.Strategy.Type)
+			}
+			if pod.RuntimeClassName == nil || *pod.RuntimeClassName != "nvidia" {
+				t.Errorf("%s: runtimeClassName %v, want nvidia", dep.Name, pod.RuntimeClassName)
+			}
+			if pod.NodeSelector["nvidia.com/gpu.present"] != "true" {
+				t.Errorf("%s: nodeSelector %v lacks nvidia.com/gpu.present=true", dep.Name, pod.NodeSelector)
+			}
+			if !hasGPU || gpuLimit.Value() != 1 {
+				t.Errorf("%s: nvidia.com/gpu limit %v, want 1", dep.Name, ctr.Resources.Limits)
+			}
+			if ctr.StartupProbe == nil || ctr.StartupProbe.FailureThreshold*ctr.StartupProbe.PeriodSeconds < 600 {
+				t.Errorf("%s: startupProbe %+v allows less than 10 minutes for a TensorRT build", dep.Name, ctr.StartupProbe)
+			}
+			if !strings.Contains(ctr.Image, "deepstream") {
+				t.Errorf("%s: image %s, want the DeepStream profile", dep.Name, ctr.Image)
+			}
+		} else {
+			if hasGPU || pod.RuntimeClassName != nil || len(pod.NodeSelector) != 0 {
+				t.Errorf("%s: CPU-only worker asks for a GPU: limits %v, runtimeClassName %v, nodeSelector %v",
+					dep.Name, ctr.Resources.Limits, pod.RuntimeClassName, pod.NodeSelector)
+			}
+			if strings.Contains(ctr.Image, "deepstream") {
+				t.Errorf("%s: CPU-only worker runs %s", dep.Name, ctr.Image)
+			}
+		}
+		var cache bool
+		for _, v := range pod.Volumes {
+			cache = cache || (v.Name == "engine-cache" && v.HostPath != nil)
+		}
+		if !cache {
+			t.Errorf("%s has no engine-cache volume", dep.Name)
+		}
+	}
+	if deployments != len(assigned) || deployments > slots {
+		t.Errorf("%d worker Deployments for %d slots with streams (at most %d)", deployments, len(assigned), slots)
+	}
+}
+
+// checkPods holds every pod of the chart to one registry and one set of pull
+// secrets, and to resource requests and limits on every container.
+func checkPods(t *testing.T, docs []doc, env Env) {
+	t.Helper()
+	var pods int
+	for _, d := range docs {
+		spec, _, ok := podSpec(t, d)
+		if !ok {
+			continue
+		}
+		pods++
+		want := []corev1.LocalObjectReference{{Name: env.PullSecret}}
+		if !slices.Equal(spec.ImagePullSecrets, want) {
+			t.Errorf("%s %s: imagePullSecrets %v, want %v", d.kind(), d.name(), spec.ImagePullSecrets, want)
+		}
+		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+			checkImage(t, d, c.Image, env.Registry)
+			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+				if _, ok := c.Resources.Requests[r]; !ok {
+					t.Errorf("%s %s container %s: no %s request", d.kind(), d.name(), c.Name, r)
+				}
+				if _, ok := c.Resources.Limits[r]; !ok {
+					t.Errorf("%s %s container %s: no %s limit", d.kind(), d.name(), c.Name, r)
+				}
+			}
+		}
+	}
+	if pods < 3 {
+		t.Errorf("%d pod templates, want at least gateway, worker and NATS", pods)
+	}
+}
+
+// checkImage: an image pulled through the appliance registry lives there
+// under its upstream host, exactly where airgap loads it.
+func checkImage(t *testing.T, d doc, image, registry string) {
+	t.Helper()
+	rest, ok := strings.CutPrefix(image, registry+"/")
+	if !ok {
+		t.Errorf("%s %s: image %s is not pulled through %s", d.kind(), d.name(), image, registry)
+		return
+	}
+	repo, tag, ok := strings.Cut(rest, ":")
+	if !ok {
+		t.Errorf("%s %s: image %s has no tag", d.kind(), d.name(), image)
+		return
+	}
+	host, path, _ := strings.Cut(repo, "/")
+	upstream, err := name.ParseReference(host + "/" + path + ":" + tag)
+	if err != nil {
+		t.Errorf("%s %s: image %s: %v", d.kind(), d.name(), image, err)
+		return
+	}
+	if got := airgap.Repository(upstream); got != repo {
+		t.Errorf("%s %s: image %s is under %s, airgap loads it at %s", d.kind(), d.name(), image, repo, got)
+	}
+}
+
+func checkMonitoring(t *testing.T, docs []doc, want bool) {
+	t.Helper()
+	kinds := map[string]int{}
+	var dashboards []string
+	for _, d := range docs {
+		kinds[d.kind()]++
+		if d.kind() != "ConfigMap" {
+			continue
+		}
+		cm := strict[corev1.ConfigMap](t, d)
+		if cm.Labels["grafana_dashboard"] != "1" {
+			continue
+		}
+		for k, v := range cm.Data {
+			dashboards = append(dashboards, k)
+			var dash map[string]any
+			if err := yaml.Unmarshal([]byte(v), &dash); err != nil || dash["panels"] == nil {
+				t.Errorf("dashboard %s is not a Grafana dashboard: %v", k, err)
+			}
+		}
+	}
+	sort.Strings(dashboards)
+	if !slices.Equal(dashboards, []string{"perch-gpu.json", "perch-pipeline.json", "perch-streams.json"}) {
+		t.Errorf("dashboards %v, want gpu, pipeline and streams", dashboards)
+	}
+	if got := kinds["ServiceMonitor"] > 0 && kinds["PodMonitor"] > 0; got != want {
+		t.Errorf("ServiceMonitor/PodMonitor rendered: %v, want %v (kinds %v)", got, want, kinds)
+	}
+	_, err := fs.Stat(AnalyticsChart(), "files/perch-alerts.yaml")
+	if rules := want && err == nil; (kinds["PrometheusRule"] == 1) != rules {
+		t.Errorf("%d PrometheusRule objects, want one: %v", kinds["PrometheusRule"], rules)
+	}
+	for _, d := range docs {
+		if d.kind() == "PrometheusRule" {
+			spec, _ := d.obj["spec"].(map[string]any)
+			if groups, _ := spec["groups"].([]any); len(groups) == 0 {
+				t.Errorf("PrometheusRule %s has no rule groups", d.name())
+			}
+		}
+	}
+}
+
+// podSpec is the pod template of a workload and its replica count.
+func podSpec(t *testing.T, d doc) (corev1.PodSpec, int32, bool) {
+	t.Helper()
+	switch d.kind() {
+	case "Deployment":
+		dep := strict[appsv1.Deployment](t, d)
+		return dep.Spec.Template.Spec, *dep.Spec.Replicas, true
+	case "StatefulSet":
+		sts := strict[appsv1.StatefulSet](t, d)
+		return sts.Spec.Template.Spec, *sts.Spec.Replicas, true
+	case "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet":
+		t.Fatalf("%s %s: the pod checks do not know this workload kind yet", d.kind(), d.name())
+	}
+	return corev1.PodSpec{}, 0, false
+}
+
+func totalRequests(t *testing.T, docs []doc) corev1.ResourceList {
+	t.Helper()
+	cpu, mem := resource.Quantity{}, resource.Quantity{}
+	for _, d := range docs {
+		spec, replicas, ok := podSpec(t, d)
+		if !ok {
+			continue
+		}
+		for range replicas {
+			for _, c := range spec.Containers {
+				cpu.Add(c.Resources.Requests[corev1.ResourceCPU])
+				mem.Add(c.Resources.Requests[corev1.ResourceMemory])
+			}
+		}
+	}
+	return corev1.ResourceList{corev1.ResourceCPU: cpu, corev1.ResourceMemory: mem}
+}
+
+// The footprint of what a fresh appliance runs: it must leave room on a
+// small edge box next to k3s and the monitoring stack.
+func TestAnalyticsDefaultFootprint(t *testing.T) {
+	docs := render(t, loadChart(t), values(t, appliance(nil), Env{GPUs: 1}), capabilities(false))
+	req := totalRequests(t, docs)
+	if req.Cpu().Cmp(resource.MustParse("1")) > 0 || req.Memory().Cmp(resource.MustParse("1536Mi")) > 0 {
+		t.Errorf("default requests cpu %s memory %s, want at most 1 CPU and 1536Mi", req.Cpu(), req.Memory())
+	}
+	var objs []string
+	for _, d := range docs {
+		objs = append(objs, d.kind()+"/"+d.name())
+	}
+	t.Logf("default config renders %d objects: %s; requests cpu %s memory %s",
+		len(objs), strings.Join(objs, ", "), req.Cpu(), req.Memory())
+}
+
+// A stream keeps its worker when other streams come and go, and adding a
+// slot moves only streams to that new slot.
+func TestAnalyticsAssignmentStable(t *testing.T) {
+	c := loadChart(t)
+	assign := func(n, gpus, shares int, drop string) map[string]string {
+		a := appliance(func(a *config.Appliance) {
+			a.GPU.Sharing.Replicas = shares
+			a.Pipeline.Streams = slices.DeleteFunc(streams(n), func(s config.Stream) bool { return s.Name == drop })
+		})
+		owner := map[string]string{}
+		for slot, names := range workerStreams(t, render(t, c, values(t, a, Env{GPUs: gpus}), capabilities(false))) {
+			for _, n := range names {
+				owner[n] = slot
+			}
+		}
+		return owner
+	}
+	base := assign(16, 1, 4, "")
+	if len(base) != 16 {
+		t.Fatalf("%d of 16 streams assigned", len(base))
+	}
+	for name, slot := range assign(16, 1, 4, "cam-07") {
+		if base[name] != slot {
+			t.Errorf("removing cam-07 moved %s from %s to %s", name, base[name], slot)
+		}
+	}
+	for name, slot := range assign(17, 1, 4, "") {
+		if b, ok := base[name]; ok && b != slot {
+			t.Errorf("adding cam-17 moved %s from %s to %s", name, b, slot)
+		}
+	}
+	moved := 0
+	for name, slot := range assign(16, 1, 5, "") {
+		if base[name] != slot {
+			moved++
+			if slot != "w4" {
+				t.Errorf("adding slot w4 moved %s from %s to %s, not to w4", name, base[name], slot)
+			}
+		}
+	}
+	if moved == 0 || moved > 8 {
+		t.Errorf("adding a fifth slot moved %d of 16 streams, want a few (about 16/5)", moved)
+	}
+}
+
+// Monitoring objects follow the API server's capabilities when no flag
+// promises the CRDs, and stay out when neither says they exist.
+func TestAnalyticsMonitoringCapabilities(t *testing.T) {
+	c := loadChart(t)
+	vals := values(t, appliance(nil), Env{GPUs: 1})
+	checkMonitoring(t, render(t, c, vals, capabilities(true)), true)
+	checkMonitoring(t, render(t, c, vals, capabilities(false)), false)
+
+	off := values(t, appliance(func(a *config.Appliance) { a.Monitoring.Enabled = false }), Env{GPUs: 1, MonitoringCRDs: true})
+	for _, d := range render(t, c, off, capabilities(true)) {
+		switch d.kind() {
+		case "ServiceMonitor", "PodMonitor", "PrometheusRule":
+			t.Errorf("monitoring.enabled false still renders %s %s", d.kind(), d.name())
+		}
+		if d.kind() == "ConfigMap" && strings.HasSuffix(d.name(), "-dashboards") {
+			t.Errorf("monitoring.enabled false still renders dashboards %s", d.name())
+		}
+	}
+}
+
+// Without a registry or pull secret, images are the upstream references and
+// no pod lists a pull secret.
+func TestAnalyticsUpstreamImages(t *testing.T) {
+	for _, d := range render(t, loadChart(t), values(t, appliance(nil), Env{GPUs: 1}), capabilities(false)) {
+		if _, _, ok := podSpec(t, d); !ok {
+			continue
+		}
+		pod, _, _ := podSpec(t, d)
+		if len(pod.ImagePullSecrets) != 0 {
+			t.Errorf("%s: imagePullSecrets %v without a pull secret", d.name(), pod.ImagePullSecrets)
+		}
+		for _, ctr := range pod.Containers {
+			ref, err := name.ParseReference(ctr.Image, name.StrictValidation)
+			if err != nil || !strings.HasPrefix(ctr.Image, airgap.RegistryPrefix(ref.Context().RegistryStr())+"/") {
+				t.Errorf("%s: image %s is not a full upstream reference (%v)", d.name(), ctr.Image, err)
+			}
+		}
+	}
+}
+
+func TestAnalyticsIngress(t *testing.T) {
+	c := loadChart(t)
+	vals := values(t, appliance(nil), Env{GPUs: 1})
+	vals["gateway"].(map[string]any)["ingress"] = map[string]any{
+		"enabled": true,
+		"hls":     map[string]any{"host": "hls.site-a.example", "tlsSecret": "site-a-tls"},
+		"webrtc":  map[string]any{"host": "webrtc.site-a.example"},
+	}
+	got := map[string]string{}
+	for _, d := range render(t, c, vals, capabilities(false)) {
+		if d.kind() != "Ingress" {
+			continue
+		}
+		in := strict[networkingv1.Ingress](t, d)
+		if in.Spec.IngressClassName == nil || *in.Spec.IngressClassName != "traefik" || len(in.Spec.TLS) != 1 {
+			t.Errorf("%s: class %v, tls %v; want traefik with TLS", in.Name, in.Spec.IngressClassName, in.Spec.TLS)
+		}
+		got[in.Spec.Rules[0].Host] = in.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Port.Name + "/" + in.Spec.TLS[0].SecretName
+	}
+	want := map[string]string{"hls.site-a.example": "hls/site-a-tls", "webrtc.site-a.example": "webrtc/"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ingresses %v, want %v", got, want)
+	}
+}
+
+func TestAnalyticsValuesErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  *config.Appliance
+		env  Env
+		want string
+	}{
+		{"no config", nil, Env{}, "no appliance config"},
+		{"negative GPUs", appliance(nil), Env{GPUs: -1}, "-1 GPUs"},
+		{"no sharing value", appliance(func(a *config.Appliance) { a.GPU.Sharing.Replicas = 0 }), Env{GPUs: 1}, "gpu.sharing.replicas"},
+		{"GPU required, none found", appliance(func(a *config.Appliance) { a.GPU.Mode = config.GPURequired }), Env{}, "gpu.mode is required"},
+		{"stream without URL", appliance(func(a *config.Appliance) { a.Pipeline.Streams[0].URL = "" }), Env{GPUs: 1}, "needs a name and a url"},
+		{"duplicate stream", appliance(func(a *config.Appliance) { a.Pipeline.Streams = append(a.Pipeline.Streams, a.Pipeline.Streams[0]) }), Env{GPUs: 1}, "used twice"},
+		{"reserved path name", appliance(func(a *config.Appliance) { a.Pipeline.Streams[0].Name = "all" }), Env{GPUs: 1}, "reserved path name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := AnalyticsValues(tt.cfg, tt.env)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAnalyticsValuesGPUOff(t *testing.T) {
+	v, err := AnalyticsValues(appliance(func(a *config.Appliance) { a.GPU.Mode = config.GPUOff }), Env{GPUs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v["gpu"].(map[string]any)["count"]; got != 0 {
+		t.Errorf("gpu.mode off: gpu.count %v, want 0 (CPU-only profile)", got)
+	}
+}

@@ -1,0 +1,616 @@
+package render
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/k3s-io/helm-controller/pkg/apis/helm.cattle.io/v1"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"sigs.k8s.io/yaml"
+
+	"github.com/perchedge/perch/bundles"
+	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/installer/config"
+)
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// fixture values: the image keys of the real charts, in their two styles
+// (repository with the registry in it; registry and repository apart).
+const (
+	devicePluginValues = `image:
+  repository: nvcr.io/nvidia/k8s-device-plugin
+  tag: ""
+runtimeClassName: null
+migStrategy: null
+gfd:
+  enabled: false
+`
+	dcgmValues = `image:
+  repository: nvcr.io/nvidia/k8s/dcgm-exporter
+  tag: 4.2.3-4.1.3-ubuntu22.04
+runtimeClassName: ""
+serviceMonitor:
+  enabled: true
+  interval: 15s
+`
+	kpsValues = `global:
+  imageRegistry: ""
+  imagePullSecrets: []
+prometheusOperator:
+  image:
+    registry: quay.io
+    repository: prometheus-operator/prometheus-operator
+    tag: ""
+prometheus:
+  prometheusSpec:
+    image:
+      registry: quay.io
+      repository: prometheus/prometheus
+      tag: v3.5.0
+    retention: 10d
+crds:
+  upgradeJob:
+    image:
+      busybox:
+        registry: docker.io
+        repository: busybox
+        tag: latest
+`
+	grafanaValues = `image:
+  registry: docker.io
+  repository: grafana/grafana
+  tag: ""
+sidecar:
+  image:
+    registry: quay.io
+    repository: kiwigrid/k8s-sidecar
+    tag: 1.30.0
+`
+)
+
+// makeChart creates a chart with helm's own scaffold and the given values,
+// packed reproducibly as the bundle builder would. No downloads.
+func makeChart(t *testing.T, dir, name, version, values string, subs ...*chart.Chart) Chart {
+	t.Helper()
+	ch := scaffold(t, name, version, values)
+	for _, s := range subs {
+		ch.Metadata.Dependencies = append(ch.Metadata.Dependencies, &chart.Dependency{
+			Name: s.Name(), Version: s.Metadata.Version, Condition: s.Name() + ".enabled",
+		})
+		ch.AddDependency(s)
+	}
+	data, err := Pack(ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name+"-"+version+".tgz")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Chart{Name: name, Version: version, Path: p}
+}
+
+func scaffold(t *testing.T, name, version, values string) *chart.Chart {
+	t.Helper()
+	tmp := t.TempDir()
+	dir, err := chartutil.Create(name, tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "values.yaml"), []byte(values), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := loader.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Metadata.Version = version
+	return ch
+}
+
+// bundleCharts are the upstream charts a full bundle carries.
+func bundleCharts(t *testing.T) []Chart {
+	t.Helper()
+	dir := t.TempDir()
+	return []Chart{
+		makeChart(t, dir, DevicePlugin, "0.17.1", devicePluginValues),
+		makeChart(t, dir, DCGMExporter, "4.2.3", dcgmValues),
+		makeChart(t, dir, Monitoring, "75.15.1", kpsValues, scaffold(t, "grafana", "9.3.0", grafanaValues)),
+	}
+}
+
+func inventory(n int, mig ...bool) *gpu.Inventory {
+	inv := &gpu.Inventory{DriverVersion: "550.54.15"}
+	for i := 0; i < n; i++ {
+		d := gpu.Device{Index: i, Name: "NVIDIA L4", UUID: fmt.Sprintf("GPU-%d", i), MemoryMiB: 23034}
+		if i < len(mig) {
+			d.MIGEnabled = mig[i]
+		}
+		inv.GPUs = append(inv.GPUs, d)
+	}
+	return inv
+}
+
+func defaults() *config.Appliance {
+	a := config.Default()
+	return &a
+}
+
+func render(t *testing.T, a *config.Appliance, in Inputs) []App {
+	t.Helper()
+	apps, err := Apps(a, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return apps
+}
+
+func names(apps []App) []string {
+	var out []string
+	for _, a := range apps {
+		out = append(out, a.Name)
+	}
+	return out
+}
+
+func find(t *testing.T, apps []App, name string) App {
+	t.Helper()
+	for _, a := range apps {
+		if a.Name == name {
+			return a
+		}
+	}
+	t.Fatalf("no app %s among %v", name, names(apps))
+	return App{}
+}
+
+// get walks values by a dotted path.
+func get(v map[string]any, p string) any {
+	var cur any = v
+	for _, k := range strings.Split(p, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[k]
+	}
+	return cur
+}
+
+func TestGolden(t *testing.T) {
+	charts := bundleCharts(t)
+	noMon := defaults()
+	noMon.Monitoring.Enabled = false
+	shared := defaults()
+	shared.GPU.Sharing.Replicas = 4
+	cases := []struct {
+		name string
+		a    *config.Appliance
+		in   Inputs
+		want []string
+	}{
+		{"gpu", shared, Inputs{GPU: inventory(1), Charts: charts}, []string{DevicePlugin, Monitoring, DCGMExporter, Analytics}},
+		{"cpu", defaults(), Inputs{GPU: inventory(0), Charts: charts}, []string{Monitoring, Analytics}},
+		{"gpu-no-monitoring", noMon, Inputs{GPU: inventory(2), Charts: charts}, []string{DevicePlugin, DCGMExporter, Analytics}},
+		{"registry", shared, Inputs{GPU: inventory(1), Charts: charts, Registry: "10.0.0.5:5000", PullSecret: "perch-registry"}, []string{DevicePlugin, Monitoring, DCGMExporter, Analytics}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			apps := render(t, c.a, c.in)
+			if got := names(apps); strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Fatalf("apps %v, want %v", got, c.want)
+			}
+			var all bytes.Buffer
+			for _, a := range apps {
+				fmt.Fprintf(&all, "# %s\n%s---\n", a.File, a.YAML)
+			}
+			golden := filepath.Join("testdata", c.name+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(golden, all.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update once, then review the diff)", err)
+			}
+			if !bytes.Equal(all.Bytes(), want) {
+				t.Errorf("rendered manifests differ from %s (go test -update, then review the diff):\n%s", golden, all.String())
+			}
+		})
+	}
+}
+
+func TestObjectsAreValidHelmCharts(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	dec := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+	a := defaults()
+	a.GPU.Sharing.Replicas = 3
+	apps := render(t, a, Inputs{GPU: inventory(1), Charts: bundleCharts(t)})
+	if len(apps) != 4 {
+		t.Fatalf("apps %v, want all four", names(apps))
+	}
+	for _, app := range apps {
+		obj, gvk, err := dec.Decode(app.YAML, nil, nil)
+		if err != nil {
+			t.Fatalf("%s: strict decode: %v\n%s", app.File, err, app.YAML)
+		}
+		hc, ok := obj.(*v1.HelmChart)
+		if !ok || gvk.Kind != "HelmChart" || gvk.GroupVersion() != v1.SchemeGroupVersion {
+			t.Fatalf("%s decodes as %v (%T)", app.File, gvk, obj)
+		}
+		if err := CheckName(hc.Name); err != nil {
+			t.Errorf("%s: %v", app.File, err)
+		}
+		if app.File != "server/manifests/"+hc.Name+".yaml" {
+			t.Errorf("file %s for HelmChart %s", app.File, hc.Name)
+		}
+		if hc.Namespace != "kube-system" || !hc.Spec.CreateNamespace || hc.Spec.TargetNamespace == "" {
+			t.Errorf("%s: namespace %q, createNamespace %v, targetNamespace %q", hc.Name, hc.Namespace, hc.Spec.CreateNamespace, hc.Spec.TargetNamespace)
+		}
+		if err := CheckName(hc.Spec.TargetNamespace); err != nil {
+			t.Errorf("%s: targetNamespace: %v", hc.Name, err)
+		}
+		base := filepath.Base(app.Chart.Path)
+		if want := "https://%{KUBERNETES_API}%/static/charts/" + base; hc.Spec.Chart != want {
+			t.Errorf("%s: chart %q, want %q", hc.Name, hc.Spec.Chart, want)
+		}
+		if !strings.HasPrefix(app.Chart.Path, "server/static/charts/") || !strings.HasSuffix(base, ".tgz") {
+			t.Errorf("%s: chart file %s", hc.Name, app.Chart.Path)
+		}
+		if hc.Spec.ChartContent != "" || bytes.Contains(app.YAML, []byte("chartContent")) {
+			t.Errorf("%s: carries chartContent", hc.Name)
+		}
+		if hc.Labels[LabelManagedBy] != ManagedBy {
+			t.Errorf("%s: labels %v", hc.Name, hc.Labels)
+		}
+		if _, err := loader.LoadArchive(bytes.NewReader(app.Chart.Data)); err != nil {
+			t.Errorf("%s: chart archive: %v", hc.Name, err)
+		}
+		var vals map[string]any
+		if err := yaml.Unmarshal([]byte(hc.Spec.ValuesContent), &vals); err != nil || len(vals) == 0 {
+			t.Errorf("%s: valuesContent is not a YAML map: %v", hc.Name, err)
+		}
+	}
+}
+
+func TestDevicePluginValues(t *testing.T) {
+	charts := bundleCharts(t)
+	for _, c := range []struct {
+		replicas int
+		inv      *gpu.Inventory
+		mig      string
+	}{
+		{1, inventory(1), "none"},
+		{4, inventory(2), "none"},
+		{7, inventory(2, true, true), "single"},
+		{2, inventory(2, true, false), "mixed"},
+	} {
+		a := defaults()
+		a.GPU.Sharing.Replicas = c.replicas
+		dp := find(t, render(t, a, Inputs{GPU: c.inv, Charts: charts}), DevicePlugin)
+		var vals map[string]any
+		if err := yaml.Unmarshal([]byte(dp.HelmChart.Spec.ValuesContent), &vals); err != nil {
+			t.Fatal(err)
+		}
+		if get(vals, "runtimeClassName") != "nvidia" || get(vals, "gfd.enabled") != false {
+			t.Errorf("replicas %d: %v", c.replicas, vals)
+		}
+		if ns, _ := vals["nodeSelector"].(map[string]any); ns["nvidia.com/gpu.present"] != "true" {
+			t.Errorf("nodeSelector %v", vals["nodeSelector"])
+		}
+		if got := get(vals, "migStrategy"); got != c.mig {
+			t.Errorf("%d GPUs MIG %v: migStrategy %v, want %s", len(c.inv.GPUs), c.inv.GPUs[0].MIGEnabled, got, c.mig)
+		}
+		cfg, _ := get(vals, "config.map.default").(string)
+		if c.replicas == 1 {
+			if get(vals, "config") != nil {
+				t.Errorf("no sharing, yet a plugin config: %v", vals["config"])
+			}
+			continue
+		}
+		var plugin struct {
+			Version string
+			Flags   struct{ MigStrategy string }
+			Sharing struct {
+				TimeSlicing struct {
+					Resources []struct {
+						Name     string
+						Replicas int
+					}
+				}
+			}
+		}
+		if err := yaml.UnmarshalStrict([]byte(cfg), &plugin); err != nil {
+			t.Fatalf("config.map.default %q: %v", cfg, err)
+		}
+		rs := plugin.Sharing.TimeSlicing.Resources
+		if plugin.Version != "v1" || len(rs) != 1 || rs[0].Name != "nvidia.com/gpu" || rs[0].Replicas != c.replicas || plugin.Flags.MigStrategy != c.mig {
+			t.Errorf("replicas %d: plugin config %+v", c.replicas, plugin)
+		}
+		if get(vals, "config.default") != "default" {
+			t.Errorf("config.default %v", get(vals, "config.default"))
+		}
+	}
+}
+
+func TestDCGMServiceMonitorOnlyWithMonitoring(t *testing.T) {
+	charts := bundleCharts(t)
+	for _, c := range []struct {
+		monitoring bool
+		charts     []Chart
+		want       bool
+	}{
+		{true, charts, true},
+		{false, charts, false},
+		// monitoring wanted, but the bundle has no stack: no CRDs
+		{true, charts[:2], false},
+	} {
+		a := defaults()
+		a.Monitoring.Enabled = c.monitoring
+		apps := render(t, a, Inputs{GPU: inventory(1), Charts: c.charts})
+		d := find(t, apps, DCGMExporter)
+		if got := get(d.Values, "serviceMonitor.enabled"); got != c.want {
+			t.Errorf("monitoring %v, %d charts: serviceMonitor.enabled %v, want %v", c.monitoring, len(c.charts), got, c.want)
+		}
+		if get(d.Values, "runtimeClassName") != "nvidia" {
+			t.Errorf("dcgm runtimeClassName %v", get(d.Values, "runtimeClassName"))
+		}
+	}
+}
+
+func TestMonitoringValues(t *testing.T) {
+	a := defaults()
+	a.Monitoring.Retention = "30d"
+	a.Monitoring.Grafana = false
+	m := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
+	for _, k := range []string{"kubeEtcd", "kubeControllerManager", "kubeScheduler", "kubeProxy", "alertmanager", "grafana"} {
+		if get(m.Values, k+".enabled") != false {
+			t.Errorf("%s.enabled = %v, want false", k, get(m.Values, k+".enabled"))
+		}
+	}
+	if got := get(m.Values, "prometheus.prometheusSpec.retention"); got != "30d" {
+		t.Errorf("retention %v", got)
+	}
+	if got := get(m.Values, "grafana.sidecar.dashboards.label"); got != "grafana_dashboard" {
+		t.Errorf("dashboard label %v", got)
+	}
+	a.Monitoring.Grafana = true
+	m = find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
+	if get(m.Values, "grafana.enabled") != true {
+		t.Errorf("grafana.enabled %v with monitoring.grafana on", get(m.Values, "grafana.enabled"))
+	}
+}
+
+func TestRegistryOverrides(t *testing.T) {
+	apps := render(t, defaults(), Inputs{GPU: inventory(1), Charts: bundleCharts(t), Registry: "10.0.0.5:5000", PullSecret: "perch-registry"})
+	for _, c := range []struct{ app, key, want string }{
+		{DevicePlugin, "image.repository", "10.0.0.5:5000/nvcr.io/nvidia/k8s-device-plugin"},
+		{DCGMExporter, "image.repository", "10.0.0.5:5000/nvcr.io/nvidia/k8s/dcgm-exporter"},
+		{Monitoring, "prometheus.prometheusSpec.image.registry", "10.0.0.5:5000"},
+		{Monitoring, "prometheus.prometheusSpec.image.repository", "quay.io/prometheus/prometheus"},
+		{Monitoring, "crds.upgradeJob.image.busybox.repository", "docker.io/library/busybox"},
+		{Monitoring, "grafana.image.repository", "docker.io/grafana/grafana"},
+		{Monitoring, "grafana.sidecar.image.registry", "10.0.0.5:5000"},
+		{Monitoring, "grafana.sidecar.image.repository", "quay.io/kiwigrid/k8s-sidecar"},
+	} {
+		if got := get(find(t, apps, c.app).Values, c.key); got != c.want {
+			t.Errorf("%s %s = %v, want %s", c.app, c.key, got, c.want)
+		}
+	}
+	// Perch's own settings survive the merge with the image overrides
+	m := find(t, apps, Monitoring)
+	if get(m.Values, "grafana.sidecar.dashboards.label") != "grafana_dashboard" || get(m.Values, "grafana.enabled") != true {
+		t.Errorf("grafana values lost in the merge: %v", get(m.Values, "grafana"))
+	}
+	if ps, _ := get(m.Values, "global.imagePullSecrets").([]any); len(ps) != 1 {
+		t.Errorf("global.imagePullSecrets %v", get(m.Values, "global.imagePullSecrets"))
+	}
+	for _, name := range []string{DevicePlugin, DCGMExporter} {
+		if ps, _ := get(find(t, apps, name).Values, "imagePullSecrets").([]any); len(ps) != 1 {
+			t.Errorf("%s imagePullSecrets %v", name, ps)
+		}
+	}
+	// without a registry, images keep their names for the registries.yaml mirror
+	plain := render(t, defaults(), Inputs{GPU: inventory(1), Charts: bundleCharts(t)})
+	if v := get(find(t, plain, DevicePlugin).Values, "image"); v != nil {
+		t.Errorf("image overridden without a registry: %v", v)
+	}
+}
+
+func TestWhatIsRendered(t *testing.T) {
+	charts := bundleCharts(t)
+	off := defaults()
+	off.GPU.Mode = config.GPUOff
+	noPipe := defaults()
+	noPipe.Pipeline.Enabled = false
+	for _, c := range []struct {
+		name string
+		a    *config.Appliance
+		in   Inputs
+		want string
+	}{
+		{"gpu mode off", off, Inputs{GPU: inventory(2), Charts: charts}, Monitoring + "," + Analytics},
+		{"no inventory", defaults(), Inputs{Charts: charts}, Monitoring + "," + Analytics},
+		{"no bundle", defaults(), Inputs{GPU: inventory(1)}, Analytics},
+		{"no pipeline", noPipe, Inputs{GPU: inventory(1), Charts: charts}, DevicePlugin + "," + Monitoring + "," + DCGMExporter},
+	} {
+		got := strings.Join(names(render(t, c.a, c.in)), ",")
+		if got != c.want {
+			t.Errorf("%s: apps %s, want %s", c.name, got, c.want)
+		}
+		if len(Skipped(c.a, c.in)) != 4-len(strings.Split(c.want, ",")) {
+			t.Errorf("%s: skipped %q", c.name, Skipped(c.a, c.in))
+		}
+	}
+	sk := strings.Join(Skipped(defaults(), Inputs{GPU: inventory(1), Charts: charts[2:]}), "\n")
+	if !strings.Contains(sk, "nvidia-device-plugin: the bundle carries no nvidia-device-plugin chart") {
+		t.Errorf("skipped reasons do not say the chart is missing:\n%s", sk)
+	}
+	sk = strings.Join(Skipped(defaults(), Inputs{GPU: inventory(1)}), "\n")
+	if !strings.Contains(sk, "kube-prometheus-stack: no bundle; set bundle.source") {
+		t.Errorf("skipped reasons do not say there is no bundle:\n%s", sk)
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	charts := bundleCharts(t)
+	a := defaults()
+	a.GPU.Sharing.Replicas = 2
+	in := Inputs{GPU: inventory(1), Charts: charts, Registry: "10.0.0.5:5000"}
+	first := render(t, a, in)
+	time.Sleep(1100 * time.Millisecond) // a timestamp in an archive would now differ
+	second := render(t, a, in)
+	if len(first) != len(second) {
+		t.Fatalf("%d apps, then %d", len(first), len(second))
+	}
+	for i := range first {
+		if !bytes.Equal(first[i].YAML, second[i].YAML) {
+			t.Errorf("%s: manifest differs between renders", first[i].Name)
+		}
+		if !bytes.Equal(first[i].Chart.Data, second[i].Chart.Data) || first[i].Chart.Path != second[i].Chart.Path {
+			t.Errorf("%s: chart archive differs between renders", first[i].Name)
+		}
+	}
+
+	dir := t.TempDir()
+	written, err := WriteDir(dir, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != 2*len(first) {
+		t.Errorf("first write: %v", written)
+	}
+	for _, app := range first {
+		for _, f := range []struct {
+			rel  string
+			data []byte
+		}{{app.File, app.YAML}, {app.Chart.Path, app.Chart.Data}} {
+			got, err := os.ReadFile(filepath.Join(dir, f.rel))
+			if err != nil || !bytes.Equal(got, f.data) {
+				t.Errorf("%s: not written as rendered (%v)", f.rel, err)
+			}
+		}
+	}
+	yamlFile := filepath.Join(dir, first[0].File)
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(yamlFile, old, old); err != nil {
+		t.Fatal(err)
+	}
+	written, err = WriteDir(dir, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != 0 {
+		t.Errorf("re-writing unchanged apps touched %v", written)
+	}
+	if fi, err := os.Stat(yamlFile); err != nil || !fi.ModTime().Equal(old) {
+		t.Errorf("%s was rewritten though unchanged", yamlFile)
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{
+		{"perch-analytics", true},
+		{"kube-prometheus-stack", true},
+		{"perch_analytics", false},
+		{"Perch", false},
+		{"-perch", false},
+		{"", false},
+		{strings.Repeat("a", 50), true},
+		{strings.Repeat("a", 51), false}, // helm-install-NAME past 63
+	} {
+		err := CheckName(c.name)
+		if (err == nil) != c.ok {
+			t.Errorf("CheckName(%q) = %v, want ok=%v", c.name, err, c.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), fmt.Sprintf("%q", c.name)) {
+			t.Errorf("error does not name %q: %v", c.name, err)
+		}
+	}
+}
+
+func TestBundleCharts(t *testing.T) {
+	charts := bundleCharts(t)
+	// a wrongly named chart is refused with the app's name
+	wrong := charts[0]
+	wrong.Name = DCGMExporter
+	_, err := Apps(defaults(), Inputs{GPU: inventory(1), Charts: []Chart{charts[0], wrong}})
+	if err == nil || !strings.Contains(err.Error(), "app dcgm-exporter") || !strings.Contains(err.Error(), `holds chart "nvidia-device-plugin"`) {
+		t.Errorf("misnamed chart: %v", err)
+	}
+	// an installed bundle directory lists its charts where they are
+	dir := t.TempDir()
+	data, err := os.ReadFile(charts[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, d := range map[string][]byte{"k3s/k3s": []byte("k3s"), "charts/nvidia-device-plugin-0.17.1.tgz": data} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), d, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := bundles.Manifest{
+		APIVersion: bundles.APIVersion, Kind: bundles.ManifestKind, Name: "edge", Version: "1", Arch: "amd64",
+		K3s:    bundles.K3sInfo{Version: "v1.31.0+k3s1", Binary: "k3s/k3s"},
+		Charts: []bundles.Chart{{Name: DevicePlugin, Version: "0.17.1", Path: "charts/nvidia-device-plugin-0.17.1.tgz"}},
+		Files: []bundles.File{
+			{Path: "charts/nvidia-device-plugin-0.17.1.tgz", Size: int64(len(data)), SHA256: sha(data)},
+			{Path: "k3s/k3s", Size: 3, SHA256: sha([]byte("k3s"))},
+		},
+	}
+	raw, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, bundles.ManifestName), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := BundleCharts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != DevicePlugin || got[0].Path != filepath.Join(dir, "charts", "nvidia-device-plugin-0.17.1.tgz") {
+		t.Errorf("BundleCharts = %+v", got)
+	}
+	if err := checkFile(got[0].Path, &m, m.Charts[0].Path); err != nil {
+		t.Errorf("intact chart: %v", err)
+	}
+	if err := os.WriteFile(got[0].Path, append(data, 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkFile(got[0].Path, &m, m.Charts[0].Path); err == nil || !strings.Contains(err.Error(), "differs from the signed manifest") {
+		t.Errorf("altered chart: %v", err)
+	}
+
+	if _, err := BundleCharts(t.TempDir()); err == nil || !strings.Contains(err.Error(), "perch-bundle.json") {
+		t.Errorf("directory without a manifest: %v", err)
+	}
+}

@@ -1,0 +1,202 @@
+package render
+
+import (
+	"sigs.k8s.io/yaml"
+
+	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/manifests"
+)
+
+// env is what every app's values are computed from.
+type env struct {
+	a          *config.Appliance
+	in         Inputs
+	gpus       int
+	monitoring bool // kube-prometheus-stack, and so the Prometheus Operator CRDs, is installed
+}
+
+// gpuNodes keeps GPU daemons on the nodes Perch labelled as having GPUs;
+// on others they could only crash-loop.
+var gpuNodes = map[string]any{gpu.LabelPresent: "true"}
+
+// gpuToleration lets GPU daemons onto nodes tainted for GPU work only.
+var gpuToleration = map[string]any{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+// pullSecrets is the imagePullSecrets list of a chart, or nil.
+func (e env) pullSecrets() []any {
+	if e.in.PullSecret == "" {
+		return nil
+	}
+	return []any{map[string]any{"name": e.in.PullSecret}}
+}
+
+// MIGStrategy is the device plugin's migStrategy for an inventory: none
+// without MIG; single when every GPU is in MIG mode (each MIG device is
+// advertised as nvidia.com/gpu, so pods need not change); mixed when only
+// some are, the one strategy that can advertise both kinds.
+func MIGStrategy(inv *gpu.Inventory) string {
+	if inv == nil {
+		return "none"
+	}
+	mig := 0
+	for _, g := range inv.GPUs {
+		if g.MIGEnabled {
+			mig++
+		}
+	}
+	switch {
+	case mig == 0:
+		return "none"
+	case mig == len(inv.GPUs):
+		return "single"
+	}
+	return "mixed"
+}
+
+// devicePlugin: the chart's keys as of nvidia-device-plugin 0.17.
+func (e env) devicePlugin(info *chartInfo) (map[string]any, error) {
+	mig := MIGStrategy(e.in.GPU)
+	v := map[string]any{
+		// without the nvidia runtime the plugin cannot see the GPUs
+		"runtimeClassName": NVIDIARuntime,
+		"migStrategy":      mig,
+		"nodeSelector":     gpuNodes,
+		// Perch writes GFD's labels itself (gpu/labels.go); GFD would
+		// also pull in node-feature-discovery, whose chart condition
+		// follows gfd.enabled
+		"gfd": map[string]any{"enabled": false},
+	}
+	if r := e.a.GPU.Sharing.Replicas; r > 1 {
+		cfg, err := yaml.Marshal(map[string]any{
+			"version": "v1",
+			"flags":   map[string]any{"migStrategy": mig},
+			"sharing": map[string]any{"timeSlicing": map[string]any{
+				"resources": []any{map[string]any{"name": "nvidia.com/gpu", "replicas": r}},
+			}},
+		})
+		if err != nil {
+			return nil, err
+		}
+		v["config"] = map[string]any{
+			"map":     map[string]any{"default": string(cfg)},
+			"default": "default",
+		}
+	}
+	if ps := e.pullSecrets(); ps != nil {
+		v["imagePullSecrets"] = ps
+	}
+	return e.withImages(info, v)
+}
+
+// dcgmExporter: the chart's keys as of dcgm-exporter 4.x. Its
+// ServiceMonitor is on by default, and a ServiceMonitor without the
+// Prometheus Operator's CRDs fails the whole release.
+func (e env) dcgmExporter(info *chartInfo) (map[string]any, error) {
+	sm := map[string]any{"enabled": e.monitoring}
+	if e.monitoring {
+		// found even by a Prometheus that selects on its release label
+		sm["additionalLabels"] = map[string]any{"release": Monitoring}
+	}
+	v := map[string]any{
+		"runtimeClassName": NVIDIARuntime,
+		"nodeSelector":     gpuNodes,
+		"tolerations":      []any{gpuToleration},
+		"serviceMonitor":   sm,
+	}
+	if ps := e.pullSecrets(); ps != nil {
+		v["imagePullSecrets"] = ps
+	}
+	return e.withImages(info, v)
+}
+
+// monitoringStack: kube-prometheus-stack, as k3s can serve it.
+func (e env) monitoringStack(info *chartInfo) (map[string]any, error) {
+	m := e.a.Monitoring
+	off := map[string]any{"enabled": false}
+	spec := map[string]any{
+		// ServiceMonitors, PodMonitors and rules of every release (the
+		// pipeline's, dcgm's), not only those labelled for this one
+		"serviceMonitorSelectorNilUsesHelmValues": false,
+		"podMonitorSelectorNilUsesHelmValues":     false,
+		"ruleSelectorNilUsesHelmValues":           false,
+		"probeSelectorNilUsesHelmValues":          false,
+	}
+	if m.Retention != "" {
+		spec["retention"] = m.Retention
+	}
+	v := map[string]any{
+		// k3s runs etcd, the controller manager, the scheduler and the
+		// proxy inside its own process, with no metrics endpoints to scrape:
+		// their monitors and rules would only ever alert
+		"kubeEtcd":              off,
+		"kubeControllerManager": off,
+		"kubeScheduler":         off,
+		"kubeProxy":             off,
+		"defaultRules": map[string]any{"rules": map[string]any{
+			"etcd":                   false,
+			"kubeControllerManager":  false,
+			"kubeSchedulerAlerting":  false,
+			"kubeSchedulerRecording": false,
+			"kubeProxy":              false,
+		}},
+		"prometheus": map[string]any{"prometheusSpec": spec},
+		// an offline appliance has no receiver to send to
+		"alertmanager": map[string]any{"enabled": false},
+		"grafana": map[string]any{
+			"enabled":                  m.Grafana,
+			"defaultDashboardsEnabled": true,
+			"sidecar": map[string]any{"dashboards": map[string]any{
+				// Perch's dashboards are ConfigMaps labelled grafana_dashboard
+				"enabled":         true,
+				"label":           "grafana_dashboard",
+				"labelValue":      "1",
+				"searchNamespace": "ALL",
+			}},
+		},
+	}
+	if ps := e.pullSecrets(); ps != nil {
+		v["global"] = map[string]any{"imagePullSecrets": ps}
+	}
+	return e.withImages(info, v)
+}
+
+// analytics: the embedded pipeline chart; its values are its own package's.
+func (e env) analytics(*chartInfo) (map[string]any, error) {
+	return manifests.AnalyticsValues(e.a, manifests.Env{
+		GPUs:           e.gpus,
+		Registry:       e.in.Registry,
+		PullSecret:     e.in.PullSecret,
+		MonitoringCRDs: e.monitoring,
+	})
+}
+
+// withImages adds the registry overrides of the chart's images under v.
+func (e env) withImages(info *chartInfo, v map[string]any) (map[string]any, error) {
+	if e.in.Registry == "" {
+		return v, nil
+	}
+	imgs, err := PullThrough(info.chart, e.in.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return merge(imgs, v), nil
+}
+
+// merge lays over onto base, recursing into maps; over wins elsewhere.
+func merge(base, over map[string]any) map[string]any {
+	out := make(map[string]any, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		bm, ok1 := out[k].(map[string]any)
+		om, ok2 := v.(map[string]any)
+		if ok1 && ok2 {
+			out[k] = merge(bm, om)
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
