@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -73,7 +74,7 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 		}
 		name = strings.ToLower(hn)
 	}
-	env := &k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: name, PerchBinary: self}
+	env := &k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: name, PerchBinary: self, RestrictOOMScoreAdj: k3s.LacksSysResource()}
 	i := &Installer{cfg: cfg, host: h, env: env, sink: o.Sink, arch: runtime.GOARCH, gpu: o.GPU}
 	if i.gpu == nil {
 		i.gpu = gpu.Open()
@@ -101,6 +102,10 @@ func (i *Installer) steps(ctx context.Context) ([]engine.Step, error) {
 		// right after preflight: a node that cannot give pods its GPUs is
 		// refused before anything is written
 		steps = slices.Insert(steps, 1, engine.Step(&gpuStep{cfg: &i.cfg, host: i.host, lib: i.gpu}))
+	}
+	if i.cfg.Node.Role == config.RoleServer {
+		// every server writes the same manifests; k3s applies them once
+		steps = append(steps, &appsStep{i}, &appsReadyStep{i})
 	}
 	if i.mirror != nil {
 		// registry up and images in before k3s reads registries.yaml
@@ -168,6 +173,7 @@ func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error)
 		return nil, err
 	}
 	var done []string
+	stoppedK3s := false
 	owned := slices.Clone(j.Owned)
 	slices.Reverse(owned)
 	// services first: nothing may run from files about to go
@@ -177,6 +183,21 @@ func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error)
 				return done, fmt.Errorf("remove service %s: %w", o.Target, err)
 			}
 			done = append(done, "removed service "+o.Target)
+			if o.Target == "k3s" || o.Target == "k3s-agent" {
+				stoppedK3s = true
+			}
+		}
+	}
+	if stoppedK3s {
+		// pods outlive k3s: their containers, interfaces, iptables rules
+		// and cgroups would stay on the host
+		cleaned, err := k3s.CleanupNode(ctx)
+		done = append(done, cleaned...)
+		if err != nil {
+			return done, fmt.Errorf("clean up after k3s: %w", err)
+		}
+		if err := unmountUnder(i.host.Path("/run/k3s"), i.host.Path("/var/lib/kubelet"), i.host.Path(path.Join(i.cfg.K3s.DataDir, "agent"))); err != nil {
+			return done, err
 		}
 	}
 	for _, o := range owned {

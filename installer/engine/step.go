@@ -63,6 +63,8 @@ const (
 	Bundle Kind = "bundle"
 	// Images are images loaded into the appliance registry: data too.
 	Images Kind = "images"
+	// App is a HelmChart object in the cluster.
+	App Kind = "app"
 )
 
 // Change is one difference between the config and the host.

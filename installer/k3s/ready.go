@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/perchedge/perch/installer/config"
@@ -128,4 +129,14 @@ func (s *readyStep) check(ctx context.Context) (bool, string) {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
+
+// RESTConfig is the admin client config of this server, from the
+// kubeconfig k3s writes.
+func (e *Env) RESTConfig() (*rest.Config, error) {
+	raw, err := e.Host.ReadFile(K3sKubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return clientcmd.RESTConfigFromKubeConfig(raw)
 }

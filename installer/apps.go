@@ -1,0 +1,208 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"time"
+
+	helmclient "github.com/k3s-io/helm-controller/pkg/generated/clientset/versioned"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/perchedge/perch/bundles"
+	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/manifests/render"
+)
+
+// allApps are every app Perch may deploy: one the config stops wanting is
+// removed.
+var allApps = []string{render.DevicePlugin, render.Monitoring, render.DCGMExporter, render.Analytics}
+
+// appsStep deploys the apps the config wants as HelmChart manifests in
+// k3s's auto-deploy directory, with their charts where k3s serves them,
+// and removes the apps it no longer wants. An unchanged app's files are
+// not touched, so k3s does not redeploy it.
+type appsStep struct{ i *Installer }
+
+func (s *appsStep) Name() string { return "apps" }
+
+func (s *appsStep) dataPath(rel string) string { return path.Join(s.i.cfg.K3s.DataDir, rel) }
+
+// desired renders the apps. ok is false while the bundle, whose charts
+// they need, is not on the host yet: the plan made just before this step
+// runs sees it.
+func (s *appsStep) desired(ctx context.Context) (apps []render.App, ok bool, err error) {
+	var in render.Inputs
+	if s.i.cfg.GPU.Mode != config.GPUOff {
+		// the gpu step has already said what is wrong with the GPUs
+		if inv, err := gpu.Detect(ctx, s.i.gpu); err == nil {
+			in.GPU = inv
+		}
+	}
+	if b := s.i.bundle; b != nil {
+		dir := s.i.host.Path(b.dir())
+		if _, err := os.Stat(filepath.Join(dir, bundles.ManifestName)); errors.Is(err, fs.ErrNotExist) {
+			return nil, false, nil
+		}
+		if in.Charts, err = render.BundleCharts(dir); err != nil {
+			return nil, false, err
+		}
+	}
+	apps, err = render.Apps(&s.i.cfg, in)
+	return apps, true, err
+}
+
+// files are what the apps need on disk, charts before the manifests that
+// point at them. Manifests are 0600: their values hold camera URLs, which
+// may carry passwords.
+func (s *appsStep) files(apps []render.App) []wantFile {
+	var out []wantFile
+	for _, a := range apps {
+		out = append(out, wantFile{s.dataPath(a.Chart.Path), a.Chart.Data, 0o644})
+	}
+	for _, a := range apps {
+		out = append(out, wantFile{s.dataPath(a.File), a.YAML, 0o600})
+	}
+	return out
+}
+
+type wantFile struct {
+	path string
+	data []byte
+	mode fs.FileMode
+}
+
+func (s *appsStep) Plan(ctx context.Context) ([]engine.Change, error) {
+	apps, ok, err := s.desired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return []engine.Change{{Action: engine.Create, Kind: engine.File, Target: s.dataPath(render.ManifestsDir),
+			Detail: "the apps of the bundle, rendered once it is installed"}}, nil
+	}
+	var cs []engine.Change
+	for _, f := range s.files(apps) {
+		have, err := s.i.host.ReadFile(f.path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			cs = append(cs, engine.Change{Action: engine.Create, Kind: engine.File, Target: f.path})
+		case err != nil:
+			return nil, err
+		case string(have) != string(f.data):
+			cs = append(cs, engine.Change{Action: engine.Update, Kind: engine.File, Target: f.path})
+		default:
+			if fi, err := s.i.host.Stat(f.path); err == nil && fi.Mode().Perm() != f.mode {
+				cs = append(cs, engine.Change{Action: engine.Update, Kind: engine.File, Target: f.path, Detail: fmt.Sprintf("mode %04o", f.mode)})
+			}
+		}
+	}
+	stale, err := s.stale(ctx, apps)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range stale {
+		file := s.dataPath(path.Join(render.ManifestsDir, name+".yaml"))
+		if _, err := s.i.host.Stat(file); err == nil {
+			cs = append(cs, engine.Change{Action: engine.Delete, Kind: engine.File, Target: file})
+		}
+		cs = append(cs, engine.Change{Action: engine.Delete, Kind: engine.App, Target: name,
+			Detail: "the config no longer wants it; helm-controller uninstalls its release"})
+	}
+	return cs, nil
+}
+
+// stale are the apps Perch deployed that the config no longer wants: a
+// manifest file left in server/manifests, or a HelmChart of Perch's still
+// in the cluster (deleting the file does not delete it).
+func (s *appsStep) stale(ctx context.Context, apps []render.App) ([]string, error) {
+	var out []string
+	for _, name := range allApps {
+		if slices.ContainsFunc(apps, func(a render.App) bool { return a.Name == name }) {
+			continue
+		}
+		if _, err := s.i.host.Stat(s.dataPath(path.Join(render.ManifestsDir, name+".yaml"))); err == nil {
+			out = append(out, name)
+		}
+	}
+	hc, err := s.helmCharts()
+	if err != nil {
+		// no cluster yet: nothing can be deployed in it
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	list, err := hc.HelmV1().HelmCharts(render.HelmChartNamespace).List(ctx, metav1.ListOptions{LabelSelector: render.LabelManagedBy + "=" + render.ManagedBy})
+	if err != nil {
+		return out, nil
+	}
+	for _, h := range list.Items {
+		if h.DeletionTimestamp != nil {
+			continue // helm-controller is uninstalling it
+		}
+		if !slices.Contains(out, h.Name) && !slices.ContainsFunc(apps, func(a render.App) bool { return a.Name == h.Name }) {
+			out = append(out, h.Name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (s *appsStep) helmCharts() (helmclient.Interface, error) {
+	rc, err := s.i.env.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 5 * time.Second
+	return helmclient.NewForConfig(rc)
+}
+
+func (s *appsStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Reporter) error {
+	apps, ok, err := s.desired(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("apps: bundle %s is not installed at %s", s.i.bundle.opened.Manifest.Name, s.i.bundle.dir())
+	}
+	for _, f := range s.files(apps) {
+		changed, err := s.i.host.WriteFile(f.path, f.data, f.mode)
+		if err != nil {
+			return err
+		}
+		if changed {
+			r.Logf("wrote %s", f.path)
+		}
+	}
+	for _, c := range cs {
+		if c.Action != engine.Delete {
+			continue
+		}
+		switch c.Kind {
+		case engine.File:
+			// first, or k3s would apply the file again
+			if _, err := s.i.host.Remove(c.Target); err != nil {
+				return err
+			}
+		case engine.App:
+			hc, err := s.helmCharts()
+			if err != nil {
+				return fmt.Errorf("remove app %s: %w", c.Target, err)
+			}
+			err = hc.HelmV1().HelmCharts(render.HelmChartNamespace).Delete(ctx, c.Target, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("remove app %s: %w", c.Target, err)
+			}
+			r.Logf("removed app %s", c.Target)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+package installer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/manifests/render"
+)
+
+// appsTimeout bounds the wait for every app: pulling multi-gigabyte
+// inference images from the appliance registry and building TensorRT
+// engines on first start take minutes.
+const appsTimeout = 20 * time.Minute
+
+// appsReadyStep waits until each app is deployed and its workloads are
+// ready. HelmChart status only says that helm-controller created its Job,
+// so it watches the helm-install Job itself, then the release's
+// Deployments, StatefulSets and DaemonSets. A failure names the pod and
+// shows its events and the end of its log.
+type appsReadyStep struct{ i *Installer }
+
+func (s *appsReadyStep) Name() string { return "apps-ready" }
+
+func (s *appsReadyStep) Plan(ctx context.Context) ([]engine.Change, error) {
+	apps, ok, err := (&appsStep{s.i}).desired(ctx)
+	if err != nil || (ok && len(apps) == 0) {
+		return nil, err
+	}
+	if !s.i.env.RunsAgent() {
+		return []engine.Change{{Action: engine.Warn, Kind: engine.Check, Target: "apps",
+			Detail: "this server runs no pods (k3s.disableAgent); the apps start when an agent joins: watch them with perch status"}}, nil
+	}
+	var names []string
+	for _, a := range apps {
+		names = append(names, a.Name)
+	}
+	target := "the apps to be ready"
+	if ok {
+		target = strings.Join(names, ", ") + " to be ready"
+	}
+	return []engine.Change{{Action: engine.Wait, Kind: engine.Check, Target: target, Detail: "timeout " + appsTimeout.String()}}, nil
+}
+
+func (s *appsReadyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Reporter) error {
+	apps, _, err := (&appsStep{s.i}).desired(ctx)
+	if err != nil {
+		return err
+	}
+	rc, err := s.i.env.RESTConfig()
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, appsTimeout)
+	defer cancel()
+	for _, a := range apps {
+		start := time.Now()
+		r.Logf("waiting for app %s (helm-install-%s, then its workloads in namespace %s)", a.Name, a.Name, a.Namespace)
+		if err := waitApp(ctx, cs, a); err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		r.Logf("app %s ready in %s", a.Name, time.Since(start).Round(time.Second))
+	}
+	return nil
+}
+
+func waitApp(ctx context.Context, cs kubernetes.Interface, a render.App) error {
+	last := ""
+	for {
+		done, why, err := appState(ctx, cs, a)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		last = why
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready after %s: %s%s", appsTimeout, last, diagnose(cs, a))
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// appState says whether the app is ready, and if not, what it waits on.
+// A failed helm-install Job is an error at once: helm-controller would
+// retry with the same chart and values.
+func appState(ctx context.Context, cs kubernetes.Interface, a render.App) (bool, string, error) {
+	job, err := cs.BatchV1().Jobs(render.HelmChartNamespace).Get(ctx, "helm-install-"+a.Name, metav1.GetOptions{})
+	if err != nil {
+		return false, "helm-controller has not started helm-install-" + a.Name + " (k3s applies server/manifests within 15 s)", nil
+	}
+	for _, c := range job.Status.Conditions {
+		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+			return false, "", fmt.Errorf("helm-install-%s failed: %s%s", a.Name, c.Message, diagnose(cs, a))
+		}
+	}
+	if job.Status.Succeeded == 0 {
+		return false, "helm-install-" + a.Name + " is running", nil
+	}
+	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + a.Name}
+	deps, err := cs.AppsV1().Deployments(a.Namespace).List(ctx, sel)
+	if err != nil {
+		return false, err.Error(), nil
+	}
+	for _, d := range deps.Items {
+		if !deploymentReady(&d) {
+			return false, "deployment " + d.Name + " is not ready", nil
+		}
+	}
+	sts, err := cs.AppsV1().StatefulSets(a.Namespace).List(ctx, sel)
+	if err != nil {
+		return false, err.Error(), nil
+	}
+	for _, st := range sts.Items {
+		want := int32(1)
+		if st.Spec.Replicas != nil {
+			want = *st.Spec.Replicas
+		}
+		if st.Status.ObservedGeneration < st.Generation || st.Status.ReadyReplicas < want || st.Status.UpdatedReplicas < want {
+			return false, "statefulset " + st.Name + " is not ready", nil
+		}
+	}
+	dss, err := cs.AppsV1().DaemonSets(a.Namespace).List(ctx, sel)
+	if err != nil {
+		return false, err.Error(), nil
+	}
+	for _, ds := range dss.Items {
+		if ds.Status.ObservedGeneration < ds.Generation || ds.Status.NumberReady < ds.Status.DesiredNumberScheduled || ds.Status.UpdatedNumberScheduled < ds.Status.DesiredNumberScheduled {
+			return false, "daemonset " + ds.Name + " is not ready", nil
+		}
+	}
+	return true, "", nil
+}
+
+func deploymentReady(d *appsv1.Deployment) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas >= want &&
+		d.Status.AvailableReplicas >= want && d.Status.Replicas == d.Status.UpdatedReplicas
+}
+
+// diagnose describes the pods of the app that are not ready, and of its
+// install Job: their events and the end of their logs.
+func diagnose(cs kubernetes.Interface, a render.App) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var pods []corev1.Pod
+	if l, err := cs.CoreV1().Pods(render.HelmChartNamespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=helm-install-" + a.Name}); err == nil {
+		pods = append(pods, l.Items...)
+	}
+	if l, err := cs.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + a.Name}); err == nil {
+		pods = append(pods, l.Items...)
+	}
+	var b strings.Builder
+	for _, p := range pods {
+		if podReady(&p) || p.Status.Phase == corev1.PodSucceeded {
+			continue
+		}
+		fmt.Fprintf(&b, "\n  pod %s/%s: %s", p.Namespace, p.Name, p.Status.Phase)
+		if ev, err := cs.CoreV1().Events(p.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name}); err == nil {
+			items := ev.Items
+			slices.SortFunc(items, func(x, y corev1.Event) int { return x.LastTimestamp.Compare(y.LastTimestamp.Time) })
+			for _, e := range items[max(0, len(items)-5):] {
+				fmt.Fprintf(&b, "\n    event %s: %s", e.Reason, e.Message)
+			}
+		}
+		tail := int64(15)
+		if raw, err := cs.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &tail}).DoRaw(ctx); err == nil && len(raw) > 0 {
+			b.WriteString("\n    log:\n      " + strings.ReplaceAll(strings.TrimRight(string(raw), "\n"), "\n", "\n      "))
+		}
+	}
+	return b.String()
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
