@@ -43,6 +43,7 @@ type sandbox struct {
 	t    *testing.T
 	root string
 	cfg  string
+	env  []string // extra environment for scripts/sandbox and perch
 }
 
 func newSandbox(t *testing.T) *sandbox {
@@ -72,7 +73,9 @@ func newSandbox(t *testing.T) *sandbox {
 
 // cmd runs perch inside scripts/sandbox, so k3s cannot write the real /etc.
 func (s *sandbox) cmd(args ...string) *exec.Cmd {
-	return exec.Command("../../scripts/sandbox", append([]string{s.root, perchBin}, args...)...)
+	cmd := exec.Command("../../scripts/sandbox", append([]string{s.root, perchBin}, args...)...)
+	cmd.Env = append(os.Environ(), s.env...)
+	return cmd
 }
 
 func (s *sandbox) perch(args ...string) (string, int) {
@@ -177,7 +180,7 @@ func TestIntegrationInstallConvergesAndIsIdempotent(t *testing.T) {
 
 	out, took := s.install()
 	t.Logf("cold install to API ready: %s", took.Round(time.Millisecond))
-	if !strings.Contains(out, "install complete: 15 created") {
+	if !strings.Contains(out, "install complete: 17 created") {
 		t.Fatalf("install output:\n%s", out)
 	}
 	if v := s.apiVersion(); !strings.Contains(v, "k3s") {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +35,16 @@ const (
 // none, the same one systemd gives services: the caller's PATH is not
 // carried over, so a service behaves the same however it was started.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// servicePath is defaultPath with, under a --root other than /, the root's
+// own /usr/local dirs first: what Perch installed there (k3s and its
+// links) is then found by name, as it is on a real root.
+func servicePath(root string) string {
+	if root == "/" {
+		return defaultPath
+	}
+	return filepath.Join(root, "usr/local/sbin") + ":" + filepath.Join(root, "usr/local/bin") + ":" + defaultPath
+}
 
 // none is the init system for machines without one (containers, demos,
 // tests): Perch runs `perch supervise` per service, detached from the caller.
@@ -144,7 +155,7 @@ func (n *none) Start(ctx context.Context, name string) error {
 	// service log, so that a supervisor that dies at once says why where
 	// LogTail looks.
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"PATH=" + defaultPath}
+	cmd.Env = []string{"PATH=" + servicePath(n.h.Root())}
 	cmd.Dir = "/"
 	// A session of its own: no terminal to hang up on it and no process
 	// group that Ctrl-C in the caller's shell reaches.

@@ -210,7 +210,7 @@ func (s *supervisor) loop(ctx context.Context) error {
 // SIGKILL instead of running on unsupervised next to its replacement.
 func (s *supervisor) spawn() (int, <-chan error, error) {
 	cmd := exec.Command(s.svc.Exec[0], s.svc.Exec[1:]...)
-	env := []string{"PATH=" + defaultPath}
+	env := []string{"PATH=" + servicePath(s.h.Root())}
 	for _, k := range s.svc.envKeys() {
 		env = append(env, k+"="+s.svc.Env[k])
 	}

@@ -55,6 +55,10 @@ type Env struct {
 	Bundle *Bundle
 	// Registries renders registries.yaml, or nil when there is none.
 	Registries func() ([]byte, error)
+	// RestrictOOMScoreAdj makes agents run containerd with
+	// restrict_oom_score_adj, for hosts without CAP_SYS_RESOURCE
+	// (LacksSysResource).
+	RestrictOOMScoreAdj bool
 }
 
 // Bundle is a verified bundle as installed on the host.
@@ -89,7 +93,7 @@ func Steps(e *Env) []engine.Step {
 		}},
 		&binaryStep{env: e, name: "k3s-binary", dest: BinDir + "/k3s", links: Links, src: e.k3sSource},
 	}
-	if b := e.Bundle; b != nil && b.Manifest.K3s.AirgapImages != "" && e.runsAgent() {
+	if b := e.Bundle; b != nil && b.Manifest.K3s.AirgapImages != "" && e.RunsAgent() {
 		// k3s imports these when it starts, before the kubelet: pods of the
 		// appliance never wait on a registry for k3s's own images
 		p := b.Manifest.K3s.AirgapImages
@@ -117,7 +121,8 @@ func (e *Env) k3sSource(ctx context.Context) (Source, error) {
 	return LocalSource(ctx, e.Cfg.K3s.Binary, "k3s.binary")
 }
 
-func (e *Env) runsAgent() bool {
+// RunsAgent says whether this node runs pods.
+func (e *Env) RunsAgent() bool {
 	return e.Cfg.Node.Role == config.RoleAgent || !e.Cfg.K3s.DisableAgent
 }
 
@@ -161,6 +166,20 @@ func (e *Env) ConfigFile() ([]byte, error) {
 	}
 	if c.K3s.DefaultRuntime != "" {
 		m["default-runtime"] = c.K3s.DefaultRuntime
+	}
+	if e.Registries != nil {
+		reg, err := e.Registries()
+		if err != nil {
+			return nil, err
+		}
+		if reg != nil {
+			// under --root k3s would read the host's own registries.yaml
+			m["private-registry"] = e.Host.Path(RegistriesPath)
+			// An appliance is offline: a pull that misses the mirror
+			// should fail at once with "not found", not after DNS and
+			// connect timeouts to the upstream registry.
+			m["disable-default-registry-endpoint"] = true
+		}
 	}
 	body, err := yaml.Marshal(m)
 	if err != nil {

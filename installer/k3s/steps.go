@@ -261,7 +261,7 @@ func (e *Env) configFiles() ([]WantFile, error) {
 			files = append(files, WantFile{Path: RegistriesPath, Data: reg, Mode: 0o600, Secret: true})
 		}
 	}
-	return files, nil
+	return append(files, e.containerdFiles()...), nil
 }
 
 func diffFiles(e *Env, files []WantFile) ([]engine.Change, error) {

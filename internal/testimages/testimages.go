@@ -1,0 +1,103 @@
+// Package testimages builds the small images the test tiers run as pods,
+// without a registry on the internet: a pause image from our own pause
+// command and a busybox image from Debian's busybox-static. Layers are
+// reproducible (fixed owners and times), so an image's digest depends
+// only on the binaries in it.
+package testimages
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// BusyboxPath is where Debian's busybox-static puts its binary.
+const BusyboxPath = "/bin/busybox"
+
+type entry struct {
+	name string
+	mode int64
+	data []byte
+	link string // a symlink target, for applets
+}
+
+// Pause builds the pause command statically and wraps it as an image with
+// /pause as its entrypoint. dir is scratch space for the build.
+func Pause(dir string) (v1.Image, error) {
+	bin := filepath.Join(dir, "pause")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/perchedge/perch/internal/testimages/pause")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build the pause command: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, err
+	}
+	return image([]entry{{name: "pause", mode: 0o755, data: data}}, []string{"/pause"}, nil)
+}
+
+// Busybox is busybox with sh and sleep, running cmd by default.
+func Busybox(cmd ...string) (v1.Image, error) {
+	data, err := os.ReadFile(BusyboxPath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: install busybox-static (scripts/test-deps)", err)
+	}
+	return image([]entry{
+		{name: "bin/busybox", mode: 0o755, data: data},
+		{name: "bin/sh", link: "busybox"},
+		{name: "bin/sleep", link: "busybox"},
+	}, nil, cmd)
+}
+
+func image(files []entry, entrypoint, cmd []string) (v1.Image, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	epoch := time.Unix(0, 0)
+	dirs := map[string]bool{}
+	for _, f := range files {
+		if d := filepath.Dir(f.name); d != "." && !dirs[d] {
+			dirs[d] = true
+			if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch}); err != nil {
+				return nil, err
+			}
+		}
+		h := &tar.Header{Name: f.name, Mode: f.mode, ModTime: epoch, Typeflag: tar.TypeReg, Size: int64(len(f.data))}
+		if f.link != "" {
+			h = &tar.Header{Name: f.name, Mode: 0o777, ModTime: epoch, Typeflag: tar.TypeSymlink, Linkname: f.link}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if f.link == "" {
+			if _, err := tw.Write(f.data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{
+		OS: "linux", Architecture: runtime.GOARCH,
+		Config: v1.Config{Entrypoint: entrypoint, Cmd: cmd, Env: []string{"PATH=/bin"}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return mutate.AppendLayers(img, layer)
+}
