@@ -30,18 +30,7 @@ func ApplyLabels(ctx context.Context, cs kubernetes.Interface, node string, want
 	if err != nil {
 		return LabelChange{}, fmt.Errorf("node %s: %w", node, err)
 	}
-	ch := LabelChange{Set: map[string]string{}}
-	for k, v := range want {
-		if have, ok := n.Labels[k]; !ok || have != v {
-			ch.Set[k] = v
-		}
-	}
-	for k := range n.Labels {
-		if _, ok := want[k]; !ok && ownedLabel(k) {
-			ch.Removed = append(ch.Removed, k)
-		}
-	}
-	slices.Sort(ch.Removed)
+	ch := DiffLabels(n.Labels, want)
 	if ch.Empty() {
 		return ch, nil
 	}
@@ -62,6 +51,24 @@ func ApplyLabels(ctx context.Context, cs kubernetes.Interface, node string, want
 		return ch, fmt.Errorf("label node %s: %w", node, err)
 	}
 	return ch, nil
+}
+
+// DiffLabels is what ApplyLabels would change on a node that has the
+// labels have.
+func DiffLabels(have, want map[string]string) LabelChange {
+	ch := LabelChange{Set: map[string]string{}}
+	for k, v := range want {
+		if h, ok := have[k]; !ok || h != v {
+			ch.Set[k] = v
+		}
+	}
+	for k := range have {
+		if _, ok := want[k]; !ok && ownedLabel(k) {
+			ch.Removed = append(ch.Removed, k)
+		}
+	}
+	slices.Sort(ch.Removed)
+	return ch
 }
 
 func ownedLabel(k string) bool {

@@ -3,8 +3,14 @@ package installer
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/perchedge/perch/gpu"
 	"github.com/perchedge/perch/installer/config"
@@ -29,10 +35,12 @@ type gpuStep struct {
 func (s *gpuStep) Name() string { return "gpu" }
 
 // runtime is the nvidia-container-runtime k3s will find, or "".
-func (s *gpuStep) runtime() string {
+func (s *gpuStep) runtime() string { return nvidiaRuntime(s.host) }
+
+func nvidiaRuntime(h *host.Host) string {
 	for _, d := range RuntimeDirs {
 		p := path.Join(d, "nvidia-container-runtime")
-		if fi, err := s.host.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		if fi, err := h.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p
 		}
 	}
@@ -70,3 +78,80 @@ func (s *gpuStep) Plan(ctx context.Context) ([]engine.Change, error) {
 }
 
 func (s *gpuStep) Apply(context.Context, []engine.Change, *engine.Reporter) error { return nil }
+
+// gpuLabelsStep makes the node's GPU labels (GPU Feature Discovery's
+// names and perch.dev/gpu.*) match its GPUs once the node has
+// registered: the device plugin schedules only on nvidia.com/gpu.present
+// nodes, and a GPU that is gone takes its labels with it.
+type gpuLabelsStep struct{ i *Installer }
+
+func (s *gpuLabelsStep) Name() string { return "gpu-labels" }
+
+func (s *gpuLabelsStep) want(ctx context.Context) map[string]string {
+	if s.i.cfg.GPU.Mode == config.GPUOff {
+		return map[string]string{}
+	}
+	inv, err := gpu.Detect(ctx, s.i.gpu)
+	if err != nil {
+		return map[string]string{} // the gpu step said why
+	}
+	return gpu.Labels(inv)
+}
+
+func (s *gpuLabelsStep) client() (kubernetes.Interface, error) {
+	rc, err := s.i.env.NodeRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 10 * time.Second
+	return kubernetes.NewForConfig(rc)
+}
+
+func (s *gpuLabelsStep) Plan(ctx context.Context) ([]engine.Change, error) {
+	want := s.want(ctx)
+	target := "node " + s.i.env.NodeName + " GPU labels"
+	var have map[string]string
+	if cs, err := s.client(); err == nil {
+		if n, err := cs.CoreV1().Nodes().Get(ctx, s.i.env.NodeName, metav1.GetOptions{}); err == nil {
+			have = n.Labels
+		}
+	}
+	if have == nil {
+		if len(want) == 0 {
+			return nil, nil
+		}
+		return []engine.Change{{Action: engine.Update, Kind: engine.Node, Target: target, Detail: fmt.Sprintf("%d labels, once the node has registered", len(want))}}, nil
+	}
+	ch := gpu.DiffLabels(have, want)
+	if ch.Empty() {
+		return nil, nil
+	}
+	return []engine.Change{{Action: engine.Update, Kind: engine.Node, Target: target, Detail: describeLabels(ch)}}, nil
+}
+
+func (s *gpuLabelsStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Reporter) error {
+	cs, err := s.client()
+	if err != nil {
+		return fmt.Errorf("gpu labels: %w", err)
+	}
+	ch, err := gpu.ApplyLabels(ctx, cs, s.i.env.NodeName, s.want(ctx))
+	if err != nil {
+		return err
+	}
+	if !ch.Empty() {
+		r.Logf("node %s: %s", s.i.env.NodeName, describeLabels(ch))
+	}
+	return nil
+}
+
+func describeLabels(ch gpu.LabelChange) string {
+	var parts []string
+	if len(ch.Set) > 0 {
+		keys := slices.Sorted(maps.Keys(ch.Set))
+		parts = append(parts, "set "+strings.Join(keys, ", "))
+	}
+	if len(ch.Removed) > 0 {
+		parts = append(parts, "remove "+strings.Join(ch.Removed, ", "))
+	}
+	return strings.Join(parts, "; ")
+}

@@ -75,6 +75,7 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 		name = strings.ToLower(hn)
 	}
 	env := &k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: name, PerchBinary: self, RestrictOOMScoreAdj: k3s.LacksSysResource()}
+	env.NvidiaRuntime = func() string { return nvidiaRuntime(h) }
 	i := &Installer{cfg: cfg, host: h, env: env, sink: o.Sink, arch: runtime.GOARCH, gpu: o.GPU}
 	if i.gpu == nil {
 		i.gpu = gpu.Open()
@@ -102,6 +103,11 @@ func (i *Installer) steps(ctx context.Context) ([]engine.Step, error) {
 		// right after preflight: a node that cannot give pods its GPUs is
 		// refused before anything is written
 		steps = slices.Insert(steps, 1, engine.Step(&gpuStep{cfg: &i.cfg, host: i.host, lib: i.gpu}))
+	}
+	if i.env.RunsAgent() {
+		// after k3s-ready: the Node exists then
+		at := slices.IndexFunc(steps, func(s engine.Step) bool { return s.Name() == "k3s-ready" })
+		steps = slices.Insert(steps, at+1, engine.Step(&gpuLabelsStep{i}))
 	}
 	if i.cfg.Node.Role == config.RoleServer {
 		// every server writes the same manifests; k3s applies them once

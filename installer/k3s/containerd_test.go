@@ -113,3 +113,22 @@ func TestConfigFileUsesPerchRegistries(t *testing.T) {
 		t.Errorf("config.yaml: %v", got)
 	}
 }
+
+// k3s looks for the NVIDIA runtime only when it starts: one installed
+// later must restart it, and a node without one keeps its digest.
+func TestServiceDigestFollowsNvidiaRuntime(t *testing.T) {
+	e := env(t, "")
+	before, err := e.serviceDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := ""
+	e.NvidiaRuntime = func() string { return rt }
+	if d, _ := e.serviceDigest(); d != before {
+		t.Error("a node without the NVIDIA runtime got a new digest")
+	}
+	rt = "/usr/bin/nvidia-container-runtime"
+	if d, _ := e.serviceDigest(); d == before {
+		t.Error("the NVIDIA runtime appeared and the digest did not change")
+	}
+}

@@ -59,6 +59,10 @@ type Env struct {
 	// restrict_oom_score_adj, for hosts without CAP_SYS_RESOURCE
 	// (LacksSysResource).
 	RestrictOOMScoreAdj bool
+	// NvidiaRuntime is the nvidia-container-runtime k3s would find at
+	// start, or "". k3s looks only when it starts, so a toolkit installed
+	// after it changes what the running k3s should have read.
+	NvidiaRuntime func() string
 }
 
 // Bundle is a verified bundle as installed on the host.
@@ -251,6 +255,12 @@ func (e *Env) serviceDigest() (string, error) {
 			return "", err
 		}
 		h.Write(reg)
+	}
+	if e.NvidiaRuntime != nil && e.RunsAgent() {
+		// only when there is one, so that nodes without it keep their digest
+		if rt := e.NvidiaRuntime(); rt != "" {
+			h.Write([]byte("nvidia-container-runtime=" + rt))
+		}
 	}
 	if e.Cfg.Node.Token != "" {
 		h.Write([]byte(e.Cfg.Node.Token))

@@ -131,6 +131,16 @@ func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
 
+// NodeRESTConfig is a client config this node can use for its own Node
+// object: the admin one on a server, the kubelet's on an agent.
+func (e *Env) NodeRESTConfig() (*rest.Config, error) {
+	raw, err := e.Host.ReadFile((&readyStep{e}).kubeconfig())
+	if err != nil {
+		return nil, err
+	}
+	return clientcmd.RESTConfigFromKubeConfig(raw)
+}
+
 // RESTConfig is the admin client config of this server, from the
 // kubeconfig k3s writes.
 func (e *Env) RESTConfig() (*rest.Config, error) {
