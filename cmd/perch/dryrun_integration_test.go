@@ -1,0 +1,128 @@
+//go:build integration
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/manifests"
+	"github.com/perchedge/perch/manifests/render"
+)
+
+// TestIntegrationRenderedObjectsDryRun sends every object the pipeline
+// chart renders, and every HelmChart Perch renders, to the real k3s API as
+// a server-side dry run: the API server's own validation (schemas, names,
+// HelmChart CRD) accepts them. The Prometheus Operator's CRDs are not
+// available offline here, so the chart is rendered without monitoring
+// objects; the unit tests decode those against their types.
+func TestIntegrationRenderedObjectsDryRun(t *testing.T) {
+	s := newSandbox(t)
+	s.install()
+	raw := readFile(t, s.root+"/etc/perch/kubeconfig")
+	rc, err := clientcmd.RESTConfigFromKubeConfig([]byte(raw))
+	must(t, err)
+	dyn, err := dynamic.NewForConfig(rc)
+	must(t, err)
+	cs := s.client()
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cs.Discovery()))
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "perch"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	ch, err := render.LoadChartFS(manifests.AnalyticsChart())
+	must(t, err)
+
+	cases := map[string]func(*config.Appliance) manifests.Env{
+		"no GPU": func(*config.Appliance) manifests.Env { return manifests.Env{} },
+		"1 GPU":  func(*config.Appliance) manifests.Env { return manifests.Env{GPUs: 1} },
+		"time-sliced, 16 streams": func(a *config.Appliance) manifests.Env {
+			a.GPU.Sharing.Replicas = 4
+			a.Pipeline.Streams = nil
+			for i := range 16 {
+				a.Pipeline.Streams = append(a.Pipeline.Streams, config.Stream{Name: fmt.Sprintf("cam-%02d", i), URL: fmt.Sprintf("rtsp://192.0.2.%d/live", i+1)})
+			}
+			return manifests.Env{GPUs: 2, Registry: "10.0.0.1:5000", PullSecret: "perch-registry"}
+		},
+	}
+	for name, mod := range cases {
+		t.Run(name, func(t *testing.T) {
+			a := config.Default()
+			a.Pipeline.Streams = []config.Stream{{Name: "gate-1", URL: "rtsp://admin:pw@192.0.2.10/stream1"}}
+			env := mod(&a)
+			vals, err := manifests.AnalyticsValues(&a, env)
+			must(t, err)
+			caps := chartutil.DefaultCapabilities.Copy()
+			caps.KubeVersion = chartutil.KubeVersion{Version: "v1.31.1+k3s1", Major: "1", Minor: "31"}
+			rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: render.Analytics, Namespace: "perch", Revision: 1, IsInstall: true}, caps)
+			must(t, err)
+			out, err := engine.Render(ch, rv)
+			must(t, err)
+			n := 0
+			for _, src := range slices.Sorted(maps.Keys(out)) {
+				for _, part := range strings.Split(out[src], "\n---") {
+					var obj map[string]any
+					must(t, yaml.Unmarshal([]byte(part), &obj))
+					if obj == nil {
+						continue
+					}
+					dryRun(t, ctx, dyn, mapper, &unstructured.Unstructured{Object: obj}, "perch")
+					n++
+				}
+			}
+			if n < 8 {
+				t.Errorf("only %d objects rendered", n)
+			}
+			t.Logf("%d objects accepted by the API server", n)
+		})
+	}
+
+	t.Run("HelmCharts", func(t *testing.T) {
+		a := config.Default()
+		apps, err := render.Apps(&a, render.Inputs{})
+		must(t, err)
+		for _, app := range apps {
+			var obj map[string]any
+			must(t, yaml.Unmarshal(app.YAML, &obj))
+			dryRun(t, ctx, dyn, mapper, &unstructured.Unstructured{Object: obj}, render.HelmChartNamespace)
+		}
+	})
+}
+
+func dryRun(t *testing.T, ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, u *unstructured.Unstructured, ns string) {
+	t.Helper()
+	gvk := u.GroupVersionKind()
+	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		t.Errorf("%s %s: the API server does not serve this kind: %v", gvk, u.GetName(), err)
+		return
+	}
+	var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		if u.GetNamespace() == "" {
+			u.SetNamespace(ns)
+		}
+		ri = dyn.Resource(m.Resource).Namespace(u.GetNamespace())
+	}
+	if _, err := ri.Create(ctx, u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}); err != nil {
+		t.Errorf("%s %s refused: %v", gvk.Kind, u.GetName(), err)
+	}
+}
