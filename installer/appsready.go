@@ -7,13 +7,12 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/installer/status"
 	"github.com/perchedge/perch/manifests/render"
 )
 
@@ -98,62 +97,17 @@ func waitApp(ctx context.Context, cs kubernetes.Interface, a render.App) error {
 
 // appState says whether the app is ready, and if not, what it waits on.
 // A failed helm-install Job is an error at once: helm-controller would
-// retry with the same chart and values.
+// retry with the same chart and values. A failed read is waited out like
+// any other state: the API server may be busy on a node still starting.
 func appState(ctx context.Context, cs kubernetes.Interface, a render.App) (bool, string, error) {
-	job, err := cs.BatchV1().Jobs(render.HelmChartNamespace).Get(ctx, "helm-install-"+a.Name, metav1.GetOptions{})
-	if err != nil {
-		return false, "helm-controller has not started helm-install-" + a.Name + " (k3s applies server/manifests within 15 s)", nil
-	}
-	for _, c := range job.Status.Conditions {
-		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
-			return false, "", fmt.Errorf("helm-install-%s failed: %s%s", a.Name, c.Message, diagnose(cs, a))
-		}
-	}
-	if job.Status.Succeeded == 0 {
-		return false, "helm-install-" + a.Name + " is running", nil
-	}
-	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + a.Name}
-	deps, err := cs.AppsV1().Deployments(a.Namespace).List(ctx, sel)
-	if err != nil {
+	st, err := status.CheckApp(ctx, cs, a.Name, a.Namespace)
+	switch {
+	case err != nil:
 		return false, err.Error(), nil
+	case st.State == status.AppFailed:
+		return false, "", fmt.Errorf("%s%s", st.Reason, diagnose(cs, a))
 	}
-	for _, d := range deps.Items {
-		if !deploymentReady(&d) {
-			return false, "deployment " + d.Name + " is not ready", nil
-		}
-	}
-	sts, err := cs.AppsV1().StatefulSets(a.Namespace).List(ctx, sel)
-	if err != nil {
-		return false, err.Error(), nil
-	}
-	for _, st := range sts.Items {
-		want := int32(1)
-		if st.Spec.Replicas != nil {
-			want = *st.Spec.Replicas
-		}
-		if st.Status.ObservedGeneration < st.Generation || st.Status.ReadyReplicas < want || st.Status.UpdatedReplicas < want {
-			return false, "statefulset " + st.Name + " is not ready", nil
-		}
-	}
-	dss, err := cs.AppsV1().DaemonSets(a.Namespace).List(ctx, sel)
-	if err != nil {
-		return false, err.Error(), nil
-	}
-	for _, ds := range dss.Items {
-		if ds.Status.ObservedGeneration < ds.Generation || ds.Status.NumberReady < ds.Status.DesiredNumberScheduled || ds.Status.UpdatedNumberScheduled < ds.Status.DesiredNumberScheduled {
-			return false, "daemonset " + ds.Name + " is not ready", nil
-		}
-	}
-	return true, "", nil
-}
-
-func deploymentReady(d *appsv1.Deployment) bool {
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas >= want &&
-		d.Status.AvailableReplicas >= want && d.Status.Replicas == d.Status.UpdatedReplicas
+	return st.State == status.AppReady, st.Reason, nil
 }
 
 // diagnose describes the pods of the app that are not ready, and of its

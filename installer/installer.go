@@ -111,7 +111,7 @@ func (i *Installer) steps(ctx context.Context) ([]engine.Step, error) {
 	}
 	if i.cfg.Node.Role == config.RoleServer {
 		// every server writes the same manifests; k3s applies them once
-		steps = append(steps, &appsStep{i}, &appsReadyStep{i})
+		steps = append(steps, &appsStep{i}, &appsReadyStep{i}, &gpuValidateStep{i})
 	}
 	if i.mirror != nil {
 		// registry up and images in before k3s reads registries.yaml

@@ -82,9 +82,13 @@ func newInstallCmd(s *streams) *cobra.Command {
 		Short: "Install or update this node to match the appliance config",
 		Long: "Install k3s and the appliance on this node, changing only what differs from\n" +
 			"the config. A re-run on an installed node changes nothing; an interrupted\n" +
-			"install resumes. Config comes from --config, PERCH_* variables and flags.",
+			"install resumes. Config comes from --config, PERCH_* variables and flags;\n" +
+			"without --config on a terminal, a wizard asks for it.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if t.configFile == "" && t.output == "text" && isTerminal(s.in) && isTerminal(s.out) {
+				return runWizard(cmd.Context(), s, &t, dryRun)
+			}
 			inst, err := t.installer(s, t.sink(s))
 			if err != nil {
 				return err

@@ -65,6 +65,8 @@ const (
 	Images Kind = "images"
 	// App is a HelmChart object in the cluster.
 	App Kind = "app"
+	// Job is a Kubernetes Job Perch runs.
+	Job Kind = "job"
 )
 
 // Change is one difference between the config and the host.

@@ -155,7 +155,7 @@ type verifyState struct {
 	running bool
 	done    int64
 	total   int64
-	for_    [2]string // source and key of the result below
+	subject [2]string // source and key of the result below
 	info    *BundleInfo
 	err     error
 	cancel  context.CancelFunc

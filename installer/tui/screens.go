@@ -25,7 +25,8 @@ func (m *Model) keyWelcome(k tea.KeyMsg) tea.Cmd {
 	case "down":
 		m.welcomeAt++
 	case "enter":
-		if m.hw != nil {
+		// a machine that could not be read can still be set up by hand
+		if m.hw != nil || m.hwErr != nil {
 			return m.goTo(scrRole)
 		}
 	}
@@ -317,7 +318,7 @@ func (m *Model) cancelVerify() tea.Cmd {
 
 func (m *Model) verifiedNow() bool {
 	v := m.verify
-	return v.info != nil && v.err == nil && v.for_ == [2]string{m.bundleSource(), strings.TrimSpace(m.pubKey.Value())}
+	return v.info != nil && v.err == nil && v.subject == [2]string{m.bundleSource(), strings.TrimSpace(m.pubKey.Value())}
 }
 
 func (m *Model) keyBundle(k tea.KeyMsg) tea.Cmd {
@@ -363,7 +364,7 @@ func (m *Model) keyBundle(k tea.KeyMsg) tea.Cmd {
 		}
 		m.verify.id++
 		src, key := m.bundleSource(), strings.TrimSpace(m.pubKey.Value())
-		m.verify = verifyState{id: m.verify.id, running: true, for_: [2]string{src, key}}
+		m.verify = verifyState{id: m.verify.id, running: true, subject: [2]string{src, key}}
 		return verifyCmd(m.opt.Context, m.opt.Backend, m.verify.id, src, key)
 	}
 	var cmd tea.Cmd
@@ -437,13 +438,13 @@ func (m *Model) viewBundle() []string {
 	v := m.verify
 	switch {
 	case v.running:
-		out = append(out, "Verifying "+filepath.Base(v.for_[0])+": every file against the signed manifest")
+		out = append(out, "Verifying "+filepath.Base(v.subject[0])+": every file against the signed manifest")
 		pct := 0.0
 		if v.total > 0 {
 			pct = float64(v.done) / float64(v.total)
 		}
 		out = append(out, "  "+barView(pct, m.w-34)+fmt.Sprintf(" %3.0f%%  %s / %s", pct*100, engine.Bytes(v.done), engine.Bytes(v.total)))
-	case v.err != nil && v.for_ == [2]string{m.bundleSource(), strings.TrimSpace(m.pubKey.Value())}:
+	case v.err != nil && v.subject == [2]string{m.bundleSource(), strings.TrimSpace(m.pubKey.Value())}:
 		out = append(out, m.indented(styleErr.Render("! "+v.err.Error()), 0)...)
 	case m.verifiedNow():
 		i := v.info

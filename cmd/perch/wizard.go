@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/installer/tui"
+)
+
+// runWizard asks on the terminal for what --config would have said, then
+// installs (or, with --dry-run, shows the plan) like the file mode does.
+func runWizard(ctx context.Context, s *streams, t *target, dryRun bool) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	o := tui.Options{
+		Backend: &tui.System{Root: t.root, Init: t.init},
+		DryRun:  dryRun,
+		Tick:    time.Second,
+		Root:    t.root,
+		Init:    t.init,
+	}
+	// PERCH_* variables and flags fill the wizard's fields in; whatever they
+	// leave missing or wrong is asked for and validated there.
+	var inv *config.InvalidError
+	if start, err := config.Load(config.Source{Flags: t.flags}); err == nil || errors.As(err, &inv) {
+		o.Start = &start
+	}
+	res, err := tui.Run(ctx, s.in, s.out, o)
+	if err != nil {
+		return err
+	}
+	if res.SavedTo != "" {
+		fmt.Fprintf(s.err, "config saved to %s; to install with it unattended: perch install --config %s --yes\n", res.SavedTo, res.SavedTo)
+	}
+	switch {
+	case res.Cancelled:
+		return errors.New("cancelled; nothing was changed")
+	case dryRun:
+		if res.Plan != nil {
+			fmt.Fprint(s.out, res.Plan.Text())
+		}
+		return res.PlanErr
+	case res.PlanErr != nil:
+		return res.PlanErr
+	case res.InstallErr != nil:
+		return res.InstallErr
+	}
+	fmt.Fprintln(s.out, "install complete")
+	return nil
+}
