@@ -79,7 +79,9 @@ images: [`+pauseRef+`, `+appRef+`]
 		}
 		cfg = strings.Replace(cfg, old, repl, 1)
 	}
-	cfg += fmt.Sprintf("bundle:\n  source: %s\n  publicKey: %s.pub\nregistry:\n  port: %d\n", dir, key, freePort(t))
+	// no pipeline: its helm-install Job needs helm-controller's job image,
+	// which is not built here yet
+	cfg += fmt.Sprintf("bundle:\n  source: %s\n  publicKey: %s.pub\nregistry:\n  port: %d\npipeline:\n  enabled: false\n", dir, key, freePort(t))
 	must(t, os.WriteFile(s.cfg, []byte(cfg), 0o644))
 	bin := filepath.Join(s.root, "usr/local/bin")
 	must(t, os.MkdirAll(bin, 0o755))
