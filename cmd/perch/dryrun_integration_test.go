@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
@@ -111,6 +112,12 @@ func dryRun(t *testing.T, ctx context.Context, dyn dynamic.Interface, mapper met
 	t.Helper()
 	gvk := u.GroupVersionKind()
 	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	// k3s registers its CRDs (HelmChart) a moment after the API answers
+	for deadline := time.Now().Add(60 * time.Second); meta.IsNoMatchError(err) && time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		mapper.(*restmapper.DeferredDiscoveryRESTMapper).Reset()
+		m, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
 	if err != nil {
 		t.Errorf("%s %s: the API server does not serve this kind: %v", gvk, u.GetName(), err)
 		return

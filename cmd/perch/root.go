@@ -31,6 +31,7 @@ func newRootCmd(s *streams) *cobra.Command {
 		newBundleCmd(s),
 		newRegistryCmd(s),
 		newGPUCmd(s),
+		newStatusCmd(s),
 		newManifestsCmd(s),
 		newUninstallCmd(s),
 		newVersionCmd(s),

@@ -112,7 +112,16 @@ func TextPrinter(w io.Writer) Sink {
 		case StepDone:
 			fmt.Fprintf(w, "%s [%s] done in %s\n", ts, e.Step, seconds(e.Duration))
 		case StepSkipped:
-			fmt.Fprintf(w, "%s [%s] up to date\n", ts, e.Step)
+			warned := false
+			for _, c := range e.Changes {
+				if c.Action == Warn {
+					fmt.Fprintf(w, "%s [%s] warning: %s\n", ts, e.Step, c.Detail)
+					warned = true
+				}
+			}
+			if !warned {
+				fmt.Fprintf(w, "%s [%s] up to date\n", ts, e.Step)
+			}
 		case StepFailed:
 			fmt.Fprintf(w, "%s [%s] FAILED after %s: %s\n", ts, e.Step, seconds(e.Duration), e.Error)
 		case RunDone, RunFailed:

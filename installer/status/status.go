@@ -19,8 +19,10 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -167,6 +169,13 @@ func collectCluster(ctx context.Context, src Sources, r *Report) {
 	nodes, err := src.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		r.Cluster.Error = err.Error()
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// the request's URL says little; the API server's address does
+			if u, perr := url.Parse(ue.URL); perr == nil {
+				r.Cluster.Error = fmt.Sprintf("API server %s: %v", u.Host, ue.Err)
+			}
+		}
 		r.Alerts.Note = "Prometheus not reachable (no cluster)"
 		return
 	}

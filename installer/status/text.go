@@ -33,11 +33,12 @@ func WriteText(w io.Writer, r *Report) error {
 	p.apps(r)
 	p.registry(r)
 	p.alerts(r)
-	if r.Healthy {
-		p.section("Status", "healthy")
-	} else {
-		p.section("Status", "not healthy: "+strings.Join(r.Reasons, ", "))
+	// the verdict is one line however long, so `tail -n1` is all of it
+	verdict := "healthy"
+	if !r.Healthy {
+		verdict = "not healthy: " + strings.Join(r.Reasons, ", ")
 	}
+	fmt.Fprintf(bw, "%-*s%s\n", labelWidth, "Status", verdict)
 	return bw.Flush()
 }
 
