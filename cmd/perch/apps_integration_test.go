@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,23 @@ func TestIntegrationAppsDeployOnlyWhatChanged(t *testing.T) {
 	}
 	if h.Labels["app.kubernetes.io/managed-by"] != "perch" {
 		t.Errorf("HelmChart labels %v", h.Labels)
+	}
+
+	// perch status sees the app, the registry and the cluster; the app
+	// cannot be ready on a server that runs no pods, so it is not healthy
+	st, code := s.perch("status", "--config", s.cfg, "--root", s.root, "-o", "json")
+	var rep struct {
+		Cluster  struct{ Reachable bool }
+		Apps     []struct{ Name, Namespace, State string }
+		Registry struct{ Healthy bool }
+		Healthy  bool
+	}
+	if err := json.Unmarshal([]byte(st), &rep); err != nil {
+		t.Fatalf("perch status -o json (exit %d): %v\n%s", code, err, st)
+	}
+	if code != 1 || rep.Healthy || !rep.Cluster.Reachable || !rep.Registry.Healthy || len(rep.Apps) != 1 ||
+		rep.Apps[0].Name != "perch-analytics" || rep.Apps[0].Namespace != "perch" || rep.Apps[0].State == "ready" {
+		t.Errorf("perch status (exit %d): %+v\n%s", code, rep, st)
 	}
 
 	chartBefore := statOf(t, charts[0])

@@ -129,7 +129,9 @@ func dryRun(t *testing.T, ctx context.Context, dyn dynamic.Interface, mapper met
 		}
 		ri = dyn.Resource(m.Resource).Namespace(u.GetNamespace())
 	}
-	if _, err := ri.Create(ctx, u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}); err != nil {
+	// server-side apply: validates whether or not the object exists (the
+	// install itself deployed perch-analytics)
+	if _, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: "perch-test", Force: true, DryRun: []string{metav1.DryRunAll}}); err != nil {
 		t.Errorf("%s %s refused: %v", gvk.Kind, u.GetName(), err)
 	}
 }
