@@ -55,11 +55,7 @@ func (s *appsReadyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.
 	if err != nil {
 		return err
 	}
-	rc, err := s.i.env.RESTConfig()
-	if err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := s.i.kube()
 	if err != nil {
 		return err
 	}
@@ -150,4 +146,14 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// kube is an admin client of this server's cluster.
+func (i *Installer) kube() (kubernetes.Interface, error) {
+	rc, err := i.env.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 30 * time.Second
+	return kubernetes.NewForConfig(rc)
 }

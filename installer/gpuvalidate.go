@@ -148,11 +148,7 @@ func (s *gpuValidateStep) Plan(ctx context.Context) ([]engine.Change, error) {
 
 // validated says whether a Job already succeeded for these GPUs.
 func (s *gpuValidateStep) validated(ctx context.Context, digest string) bool {
-	rc, err := s.i.env.RESTConfig()
-	if err != nil {
-		return false
-	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := s.i.kube()
 	if err != nil {
 		return false
 	}
@@ -174,11 +170,7 @@ func (s *gpuValidateStep) Apply(ctx context.Context, _ []engine.Change, r *engin
 }
 
 func (s *gpuValidateStep) run(ctx context.Context, r *engine.Reporter, image, digest string) error {
-	rc, err := s.i.env.RESTConfig()
-	if err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := s.i.kube()
 	if err != nil {
 		return err
 	}

@@ -167,25 +167,7 @@ func TestIntegrationRegistryFromBundle(t *testing.T) {
 	}
 	slices.Sort(refs)
 
-	work := t.TempDir()
-	key := filepath.Join(work, "site")
-	if out, code := s.perch("bundle", "keygen", "--out", key); code != 0 {
-		t.Fatalf("keygen: %s", out)
-	}
-	spec := filepath.Join(work, "spec.yaml")
-	must(t, os.WriteFile(spec, []byte(`apiVersion: perch.dev/v1alpha1
-kind: BundleSpec
-name: site-b
-version: 2.0.0
-arch: `+runtime.GOARCH+`
-k3s:
-  binary: `+os.Getenv("PERCH_K3S_BIN")+`
-images: [`+strings.Join(refs, ", ")+`]
-`), 0o644))
-	dir := filepath.Join(work, "site-b")
-	if out, code := s.perch("bundle", "build", "--spec", spec, "--out", dir, "--key", key+".key"); code != 0 {
-		t.Fatalf("bundle build exited %d:\n%s", code, out)
-	}
+	dir, key := s.imageBundle("site-b", "2.0.0", refs)
 	port := freePort(t)
 	cfg := strings.Replace(readFile(t, s.cfg), "  binary: "+os.Getenv("PERCH_K3S_BIN")+"\n", "", 1)
 	must(t, os.WriteFile(s.cfg, []byte(cfg+fmt.Sprintf("bundle:\n  source: %s\n  publicKey: %s.pub\nregistry:\n  port: %d\n", dir, key, port)), 0o644))
@@ -276,4 +258,32 @@ func stderrOf(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// imageBundle builds a signed bundle directory with the fixture's k3s and
+// the given images, with a key made for it; key is the path without
+// .key/.pub.
+func (s *sandbox) imageBundle(name, version string, images []string) (dir, key string) {
+	t := s.t
+	t.Helper()
+	work := t.TempDir()
+	key = filepath.Join(work, "site")
+	if out, code := s.perch("bundle", "keygen", "--out", key); code != 0 {
+		t.Fatalf("keygen: %s", out)
+	}
+	spec := filepath.Join(work, "spec.yaml")
+	must(t, os.WriteFile(spec, []byte(`apiVersion: perch.dev/v1alpha1
+kind: BundleSpec
+name: `+name+`
+version: `+version+`
+arch: `+runtime.GOARCH+`
+k3s:
+  binary: `+os.Getenv("PERCH_K3S_BIN")+`
+images: [`+strings.Join(images, ", ")+`]
+`), 0o644))
+	dir = filepath.Join(work, name)
+	if out, code := s.perch("bundle", "build", "--spec", spec, "--out", dir, "--key", key+".key"); code != 0 {
+		t.Fatalf("bundle build exited %d:\n%s", code, out)
+	}
+	return dir, key
 }

@@ -6,11 +6,14 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/perchedge/perch/gpu"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/manifests"
 	"github.com/perchedge/perch/manifests/render"
@@ -97,18 +101,50 @@ func TestIntegrationRenderedObjectsDryRun(t *testing.T) {
 	}
 
 	t.Run("HelmCharts", func(t *testing.T) {
+		// every app: a GPU node (an inventory as NVML would give it) and a
+		// bundle carrying the upstream charts (stand-ins made by helm
+		// create: only their names and versions matter to a HelmChart)
 		a := config.Default()
-		apps, err := render.Apps(&a, render.Inputs{})
+		a.GPU.Sharing.Replicas = 4
+		var charts []render.Chart
+		for _, name := range []string{render.DevicePlugin, render.DCGMExporter, render.Monitoring} {
+			dir, err := chartutil.Create(name, t.TempDir())
+			must(t, err)
+			ch, err := loader.LoadDir(dir)
+			must(t, err)
+			data, err := render.Pack(ch)
+			must(t, err)
+			p := filepath.Join(t.TempDir(), name+".tgz")
+			must(t, os.WriteFile(p, data, 0o644))
+			charts = append(charts, render.Chart{Name: name, Version: ch.Metadata.Version, Path: p})
+		}
+		inv := &gpu.Inventory{DriverVersion: "550.54.15", GPUs: []gpu.Device{{Name: "NVIDIA L4", UUID: "GPU-1", MemoryMiB: 23034}}}
+		apps, err := render.Apps(&a, render.Inputs{GPU: inv, Charts: charts})
 		must(t, err)
+		if len(apps) != 4 {
+			t.Fatalf("%d apps rendered, want 4", len(apps))
+		}
 		for _, app := range apps {
 			var obj map[string]any
 			must(t, yaml.Unmarshal(app.YAML, &obj))
-			dryRun(t, ctx, dyn, mapper, &unstructured.Unstructured{Object: obj}, render.HelmChartNamespace)
+			got := dryRun(t, ctx, dyn, mapper, &unstructured.Unstructured{Object: obj}, render.HelmChartNamespace)
+			if got == nil {
+				continue
+			}
+			// what the API would store, read back
+			values, _, _ := unstructured.NestedString(got.Object, "spec", "valuesContent")
+			if app.Name == render.DevicePlugin {
+				for _, want := range []string{"runtimeClassName: nvidia", "replicas: 4", "name: nvidia.com/gpu"} {
+					if !strings.Contains(values, want) {
+						t.Errorf("device plugin values as stored lack %q:\n%s", want, values)
+					}
+				}
+			}
 		}
 	})
 }
 
-func dryRun(t *testing.T, ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, u *unstructured.Unstructured, ns string) {
+func dryRun(t *testing.T, ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, u *unstructured.Unstructured, ns string) *unstructured.Unstructured {
 	t.Helper()
 	gvk := u.GroupVersionKind()
 	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
@@ -120,7 +156,7 @@ func dryRun(t *testing.T, ctx context.Context, dyn dynamic.Interface, mapper met
 	}
 	if err != nil {
 		t.Errorf("%s %s: the API server does not serve this kind: %v", gvk, u.GetName(), err)
-		return
+		return nil
 	}
 	var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
 	if m.Scope.Name() == meta.RESTScopeNameNamespace {
@@ -131,7 +167,9 @@ func dryRun(t *testing.T, ctx context.Context, dyn dynamic.Interface, mapper met
 	}
 	// server-side apply: validates whether or not the object exists (the
 	// install itself deployed perch-analytics)
-	if _, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: "perch-test", Force: true, DryRun: []string{metav1.DryRunAll}}); err != nil {
+	got, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: "perch-test", Force: true, DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
 		t.Errorf("%s %s refused: %v", gvk.Kind, u.GetName(), err)
 	}
+	return got
 }

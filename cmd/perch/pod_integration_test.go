@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -46,25 +45,7 @@ func TestIntegrationPodThroughMirror(t *testing.T) {
 		must(t, remote.Write(mustParse(t, ref), img))
 	}
 
-	work := t.TempDir()
-	key := filepath.Join(work, "site")
-	if out, code := s.perch("bundle", "keygen", "--out", key); code != 0 {
-		t.Fatalf("keygen: %s", out)
-	}
-	spec := filepath.Join(work, "spec.yaml")
-	must(t, os.WriteFile(spec, []byte(`apiVersion: perch.dev/v1alpha1
-kind: BundleSpec
-name: site-pods
-version: 1.0.0
-arch: `+runtime.GOARCH+`
-k3s:
-  binary: `+os.Getenv("PERCH_K3S_BIN")+`
-images: [`+pauseRef+`, `+appRef+`]
-`), 0o644))
-	dir := filepath.Join(work, "site-pods")
-	if out, code := s.perch("bundle", "build", "--spec", spec, "--out", dir, "--key", key+".key"); code != 0 {
-		t.Fatalf("bundle build exited %d:\n%s", code, out)
-	}
+	dir, key := s.imageBundle("site-pods", "1.0.0", []string{pauseRef, appRef})
 	// from here on only the Perch registry has the images
 	must(t, os.RemoveAll(up.Storage))
 
