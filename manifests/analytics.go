@@ -3,6 +3,7 @@ package manifests
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/perchedge/perch/installer/config"
 )
@@ -73,7 +74,7 @@ func AnalyticsValues(a *config.Appliance, env Env) (map[string]any, error) {
 			"count":           gpus,
 			"sharingReplicas": replicas,
 		},
-		"gateway":   map[string]any{"enabled": a.Pipeline.Enabled},
+		"gateway":   map[string]any{"enabled": a.Pipeline.Enabled, "service": map[string]any{"type": ServiceType(a)}},
 		"inference": map[string]any{"enabled": a.Pipeline.Enabled},
 		"nats":      map[string]any{"enabled": a.Pipeline.Enabled},
 		"monitoring": map[string]any{
@@ -82,4 +83,15 @@ func AnalyticsValues(a *config.Appliance, env Env) (map[string]any, error) {
 			"dashboards": a.Monitoring.Grafana,
 		},
 	}, nil
+}
+
+// ServiceType is how the appliance's web-facing Services (the gateway,
+// Grafana) are exposed: through k3s's ServiceLB on the node's own
+// addresses, which is what a person at the site opens, unless the config
+// disables ServiceLB; then they stay inside the cluster (port-forward).
+func ServiceType(a *config.Appliance) string {
+	if slices.Contains(a.K3s.Disable, "servicelb") {
+		return "ClusterIP"
+	}
+	return "LoadBalancer"
 }

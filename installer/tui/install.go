@@ -11,6 +11,7 @@ import (
 
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/manifests"
 )
 
 type phase int
@@ -428,12 +429,15 @@ func (m *Model) keyDone(k tea.KeyMsg) tea.Cmd {
 	return nil
 }
 
-// Where the appliance serves what people open. They follow the ports of
-// the charts Perch deploys; keep them in step with manifests/.
+// Where the appliance serves what people open: the gateway's HLS port and
+// Grafana's Service port (manifests.ServiceType exposes both on the node
+// through ServiceLB), and the registry's.
 const (
-	grafanaURL  = "http://%s:3000"
-	hlsURL      = "http://%s:8888/CAMERA/index.m3u8"
-	registryURL = "https://%s:%d"
+	grafanaURL     = "http://%s:3000"
+	hlsURL         = "http://%s:8888/CAMERA/index.m3u8"
+	registryURL    = "https://%s:%d"
+	grafanaForward = "kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000, then http://localhost:3000"
+	hlsForward     = "kubectl -n perch port-forward svc/perch-analytics-gateway 8888, then http://localhost:8888/CAMERA/index.m3u8"
 )
 
 func (m *Model) rerun(extra string) string {
@@ -478,11 +482,21 @@ func (m *Model) viewDone() []string {
 		out = append(out, "Grafana, the streams and the registry are served by the servers.", "")
 	} else {
 		out = append(out, fmt.Sprintf("Perch is installed on %s.", name), "", styleTitle.Render("Open"))
+		// without ServiceLB the Services stay inside the cluster
+		exposed := manifests.ServiceType(&c) == "LoadBalancer"
 		if c.Monitoring.Enabled && c.Monitoring.Grafana {
-			out = append(out, m.kv("Grafana", fmt.Sprintf(grafanaURL, host))...)
+			if exposed {
+				out = append(out, m.kv("Grafana", fmt.Sprintf(grafanaURL, host))...)
+			} else {
+				out = append(out, m.kv("Grafana", grafanaForward)...)
+			}
 		}
 		if c.Pipeline.Enabled {
-			out = append(out, m.kv("HLS streams", fmt.Sprintf(hlsURL, host))...)
+			if exposed {
+				out = append(out, m.kv("HLS streams", fmt.Sprintf(hlsURL, host))...)
+			} else {
+				out = append(out, m.kv("HLS streams", hlsForward)...)
+			}
 		}
 		if c.Registry.Enabled {
 			out = append(out, m.kv("Registry", fmt.Sprintf(registryURL, host, c.Registry.Port))...)

@@ -146,6 +146,9 @@ func (e env) monitoringStack(info *chartInfo) (map[string]any, error) {
 		"grafana": map[string]any{
 			"enabled":                  m.Grafana,
 			"defaultDashboardsEnabled": true,
+			// on the node's addresses at :3000 (ServiceLB), where the
+			// installer's last screen says to open it
+			"service": map[string]any{"type": manifests.ServiceType(e.a), "port": 3000},
 			"sidecar": map[string]any{"dashboards": map[string]any{
 				// Perch's dashboards are ConfigMaps labelled grafana_dashboard
 				"enabled":         true,
