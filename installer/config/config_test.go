@@ -102,8 +102,9 @@ func TestInvalidConfigs(t *testing.T) {
 			"pipeline.streams[3].name: required: a short name such as gate-1",
 			`pipeline.streams[3].url: "not a url" is not a URL such as rtsp://CAMERA:554/stream`,
 		}},
-		{"retention", minimal + "monitoring: {retention: 7 days}", []string{
+		{"retention", minimal + "monitoring: {retention: 7 days, retentionSize: 10G}", []string{
 			`monitoring.retention: "7 days" is not a Prometheus duration; write it like 7d or 12h`,
+			`monitoring.retentionSize: "10G" is not a Prometheus size; write it like 10GB or 512MB`,
 		}},
 		{"public key without bundle", minimal + "bundle: {publicKey: /k.pub}", []string{
 			"bundle.publicKey: is set but bundle.source is empty; set the bundle to verify or remove the key",

@@ -96,7 +96,13 @@ type Stream struct {
 type Monitoring struct {
 	Enabled   bool   `key:"enabled"`
 	Retention string `key:"retention"`
-	Grafana   bool   `key:"grafana"`
+	// RetentionSize caps Prometheus's storage (10GB): an edge box's disk
+	// fills before a time limit is reached.
+	RetentionSize string `key:"retentionSize"`
+	Grafana       bool   `key:"grafana"`
+	// Alertmanager routes alerts; off by default, since an offline
+	// appliance often has no receiver to send to.
+	Alertmanager bool `key:"alertmanager"`
 }
 
 // Secret is a string that never shows up in logs, plans or errors. Saving a

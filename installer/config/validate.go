@@ -38,7 +38,9 @@ var disableable = []string{"coredns", "servicelb", "traefik", "local-storage", "
 
 var (
 	promDuration = regexp.MustCompile(`^([0-9]+(ms|s|m|h|d|w|y))+$`)
-	runtimeName  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// Prometheus's --storage.tsdb.retention.size units
+	promSize    = regexp.MustCompile(`^[0-9]+(B|KB|MB|GB|TB|PB|EB)$`)
+	runtimeName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 )
 
 // Validate checks a decoded config and returns every problem, each with its
@@ -79,6 +81,9 @@ func Validate(c *Appliance) FieldErrors {
 	validatePipeline(c, &es)
 	if c.Monitoring.Retention != "" && !promDuration.MatchString(c.Monitoring.Retention) {
 		es.add("monitoring.retention", "%q is not a Prometheus duration; write it like 7d or 12h", c.Monitoring.Retention)
+	}
+	if c.Monitoring.RetentionSize != "" && !promSize.MatchString(c.Monitoring.RetentionSize) {
+		es.add("monitoring.retentionSize", "%q is not a Prometheus size; write it like 10GB or 512MB", c.Monitoring.RetentionSize)
 	}
 	return es.sorted()
 }

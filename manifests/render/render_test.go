@@ -393,6 +393,15 @@ func TestMonitoringValues(t *testing.T) {
 	if got := get(m.Values, "prometheus.prometheusSpec.retention"); got != "30d" {
 		t.Errorf("retention %v", got)
 	}
+	if got := get(m.Values, "prometheus.prometheusSpec.retentionSize"); got != nil {
+		t.Errorf("retentionSize %v without monitoring.retentionSize", got)
+	}
+	a.Monitoring.RetentionSize, a.Monitoring.Alertmanager = "20GB", true
+	m2 := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
+	if get(m2.Values, "prometheus.prometheusSpec.retentionSize") != "20GB" || get(m2.Values, "alertmanager.enabled") != true {
+		t.Errorf("retentionSize %v, alertmanager %v", get(m2.Values, "prometheus.prometheusSpec.retentionSize"), get(m2.Values, "alertmanager.enabled"))
+	}
+	a.Monitoring.RetentionSize, a.Monitoring.Alertmanager = "", false
 	if got := get(m.Values, "grafana.sidecar.dashboards.label"); got != "grafana_dashboard" {
 		t.Errorf("dashboard label %v", got)
 	}

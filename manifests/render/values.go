@@ -122,6 +122,9 @@ func (e env) monitoringStack(info *chartInfo) (map[string]any, error) {
 		"ruleSelectorNilUsesHelmValues":           false,
 		"probeSelectorNilUsesHelmValues":          false,
 	}
+	if m.RetentionSize != "" {
+		spec["retentionSize"] = m.RetentionSize
+	}
 	if m.Retention != "" {
 		spec["retention"] = m.Retention
 	}
@@ -141,8 +144,8 @@ func (e env) monitoringStack(info *chartInfo) (map[string]any, error) {
 			"kubeProxy":              false,
 		}},
 		"prometheus": map[string]any{"prometheusSpec": spec},
-		// an offline appliance has no receiver to send to
-		"alertmanager": map[string]any{"enabled": false},
+		// off unless asked for: an offline appliance often has no receiver
+		"alertmanager": map[string]any{"enabled": m.Alertmanager},
 		"grafana": map[string]any{
 			"enabled":                  m.Grafana,
 			"defaultDashboardsEnabled": true,
