@@ -9,12 +9,14 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	helmclient "github.com/k3s-io/helm-controller/pkg/generated/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/perchedge/perch/airgap/registry"
 	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/gpu"
 	"github.com/perchedge/perch/installer/config"
@@ -80,6 +82,35 @@ type wantFile struct {
 	mode fs.FileMode
 }
 
+// GrafanaPasswordPath holds the Grafana admin password Perch generated.
+const GrafanaPasswordPath = "/etc/perch/secrets/grafana-admin-password"
+
+func (s *appsStep) grafanaManifest() string {
+	return s.dataPath(path.Join(render.ManifestsDir, render.GrafanaAdminSecret+".yaml"))
+}
+
+// wantsGrafana says whether Grafana is deployed, and so needs its login.
+func (s *appsStep) wantsGrafana(apps []render.App) bool {
+	return s.i.cfg.Monitoring.Grafana && slices.ContainsFunc(apps, func(a render.App) bool { return a.Name == render.Monitoring })
+}
+
+// grafanaFiles are the admin password and the Secret manifest made from
+// it; nil while the password has not been generated.
+func (s *appsStep) grafanaFiles() ([]wantFile, error) {
+	raw, err := s.i.host.ReadFile(GrafanaPasswordPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := render.GrafanaAdminManifest(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return nil, err
+	}
+	return []wantFile{{GrafanaPasswordPath, raw, 0o600}, {s.grafanaManifest(), m, 0o600}}, nil
+}
+
 func (s *appsStep) Plan(ctx context.Context) ([]engine.Change, error) {
 	apps, ok, err := s.desired(ctx)
 	if err != nil {
@@ -90,7 +121,22 @@ func (s *appsStep) Plan(ctx context.Context) ([]engine.Change, error) {
 			Detail: "the apps of the bundle, rendered once it is installed"}}, nil
 	}
 	var cs []engine.Change
-	for _, f := range s.files(apps) {
+	files := s.files(apps)
+	if s.wantsGrafana(apps) {
+		gf, err := s.grafanaFiles()
+		if err != nil {
+			return nil, err
+		}
+		if gf == nil {
+			cs = append(cs,
+				engine.Change{Action: engine.Create, Kind: engine.File, Target: GrafanaPasswordPath, Detail: "mode 0600, secret, Grafana's admin password"},
+				engine.Change{Action: engine.Create, Kind: engine.File, Target: s.grafanaManifest(), Detail: "mode 0600, secret"})
+		}
+		files = append(files, gf...)
+	} else if _, err := s.i.host.Stat(s.grafanaManifest()); err == nil {
+		cs = append(cs, engine.Change{Action: engine.Delete, Kind: engine.File, Target: s.grafanaManifest()})
+	}
+	for _, f := range files {
 		have, err := s.i.host.ReadFile(f.path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -173,7 +219,24 @@ func (s *appsStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Repo
 	if !ok {
 		return fmt.Errorf("apps: bundle %s is not installed at %s", s.i.bundle.opened.Manifest.Name, s.i.bundle.dir())
 	}
-	for _, f := range s.files(apps) {
+	files := s.files(apps)
+	if s.wantsGrafana(apps) {
+		if _, err := s.i.host.Stat(GrafanaPasswordPath); errors.Is(err, fs.ErrNotExist) {
+			pw, err := registry.RandomPassword()
+			if err != nil {
+				return err
+			}
+			if _, err := s.i.host.WriteFile(GrafanaPasswordPath, []byte(pw+"\n"), 0o600); err != nil {
+				return err
+			}
+		}
+		gf, err := s.grafanaFiles()
+		if err != nil {
+			return err
+		}
+		files = append(files, gf...)
+	}
+	for _, f := range files {
 		changed, err := s.i.host.WriteFile(f.path, f.data, f.mode)
 		if err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/perchedge/perch/installer"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/manifests"
@@ -433,7 +434,7 @@ func (m *Model) keyDone(k tea.KeyMsg) tea.Cmd {
 // Grafana's Service port (manifests.ServiceType exposes both on the node
 // through ServiceLB), and the registry's.
 const (
-	grafanaURL     = "http://%s:3000"
+	grafanaURL     = "http://%s:3000 (user admin, password in " + installer.GrafanaPasswordPath + ")"
 	hlsURL         = "http://%s:8888/CAMERA/index.m3u8"
 	registryURL    = "https://%s:%d"
 	grafanaForward = "kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000, then http://localhost:3000"

@@ -36,6 +36,31 @@ const (
 	jobPrefix = "helm-install-"
 )
 
+// GrafanaAdminSecret is the Secret in the monitoring namespace that holds
+// Grafana's admin login; install creates it (GrafanaAdminManifest).
+const GrafanaAdminSecret = "perch-grafana-admin"
+
+// GrafanaAdminManifest is a manifest for server/manifests with the
+// monitoring namespace and the Secret Grafana's admin login comes from.
+// It is kept out of the HelmChart so that no password is in its values.
+func GrafanaAdminManifest(password string) ([]byte, error) {
+	ns := map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "monitoring"}}
+	sec := map[string]any{
+		"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+		"metadata":   map[string]any{"name": GrafanaAdminSecret, "namespace": "monitoring", "labels": map[string]any{LabelManagedBy: ManagedBy}},
+		"stringData": map[string]any{"admin-user": "admin", "admin-password": password},
+	}
+	var out []byte
+	for _, o := range []any{ns, sec} {
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(out, "---\n"...), b...)
+	}
+	return out, nil
+}
+
 // Labels on every HelmChart Perch renders, so whoever prunes apps a config
 // no longer wants can list exactly Perch's.
 const (

@@ -623,3 +623,32 @@ func TestBundleCharts(t *testing.T) {
 		t.Errorf("directory without a manifest: %v", err)
 	}
 }
+
+// Grafana's login comes from a Secret install writes, never from values.
+func TestGrafanaAdminManifest(t *testing.T) {
+	a := defaults()
+	m := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
+	if get(m.Values, "grafana.admin.existingSecret") != GrafanaAdminSecret || strings.Contains(string(m.YAML), "adminPassword") {
+		t.Errorf("grafana admin values: %v", get(m.Values, "grafana.admin"))
+	}
+	raw, err := GrafanaAdminManifest("s3cret-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(strings.TrimPrefix(string(raw), "---\n"), "---\n")
+	if len(docs) != 2 {
+		t.Fatalf("%d documents, want a Namespace and a Secret:\n%s", len(docs), raw)
+	}
+	var sec struct {
+		Kind       string
+		Metadata   struct{ Name, Namespace string }
+		StringData map[string]string `json:"stringData"`
+	}
+	if err := yaml.Unmarshal([]byte(docs[1]), &sec); err != nil {
+		t.Fatal(err)
+	}
+	if sec.Kind != "Secret" || sec.Metadata.Name != GrafanaAdminSecret || sec.Metadata.Namespace != "monitoring" ||
+		sec.StringData["admin-password"] != "s3cret-pw" || sec.StringData["admin-user"] != "admin" {
+		t.Errorf("secret %+v", sec)
+	}
+}

@@ -152,6 +152,10 @@ func (e env) monitoringStack(info *chartInfo) (map[string]any, error) {
 			// on the node's addresses at :3000 (ServiceLB), where the
 			// installer's last screen says to open it
 			"service": map[string]any{"type": manifests.ServiceType(e.a), "port": 3000},
+			// never the chart's well-known default password on a port the
+			// site can reach: install writes this Secret from a password
+			// it generates (GrafanaAdminSecret)
+			"admin": map[string]any{"existingSecret": GrafanaAdminSecret, "userKey": "admin-user", "passwordKey": "admin-password"},
 			"sidecar": map[string]any{"dashboards": map[string]any{
 				// Perch's dashboards are ConfigMaps labelled grafana_dashboard
 				"enabled":         true,
