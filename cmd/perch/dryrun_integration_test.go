@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	helmv1 "github.com/k3s-io/helm-controller/pkg/apis/helm.cattle.io/v1"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
@@ -38,7 +39,9 @@ import (
 // a server-side dry run: the API server's own validation (schemas, names,
 // HelmChart CRD) accepts them. The Prometheus Operator's CRDs are not
 // available offline here, so the chart is rendered without monitoring
-// objects; the unit tests decode those against their types.
+// objects; the unit tests decode those against their types. The device
+// plugin's and dcgm-exporter's HelmCharts are then created for real and
+// read back, values included.
 func TestIntegrationRenderedObjectsDryRun(t *testing.T) {
 	s := newSandbox(t)
 	s.install()
@@ -124,15 +127,32 @@ func TestIntegrationRenderedObjectsDryRun(t *testing.T) {
 		if len(apps) != 4 {
 			t.Fatalf("%d apps rendered, want 4", len(apps))
 		}
+		hc := s.helmClient()
 		for _, app := range apps {
 			var obj map[string]any
 			must(t, yaml.Unmarshal(app.YAML, &obj))
-			got := dryRun(t, ctx, dyn, mapper, &unstructured.Unstructured{Object: obj}, render.HelmChartNamespace)
-			if got == nil {
+			if dryRun(t, ctx, dyn, mapper, &unstructured.Unstructured{Object: obj}, render.HelmChartNamespace) == nil {
 				continue
 			}
-			// what the API would store, read back
-			values, _, _ := unstructured.NestedString(got.Object, "spec", "valuesContent")
+			if app.Name != render.DevicePlugin && app.Name != render.DCGMExporter {
+				continue
+			}
+			// the GPU apps for real, read back from the API (this server
+			// runs no pods, so helm-controller's Job only waits)
+			u := &unstructured.Unstructured{Object: obj}
+			if _, err := dyn.Resource(helmv1.SchemeGroupVersion.WithResource("helmcharts")).Namespace(render.HelmChartNamespace).
+				Apply(ctx, app.Name, u, metav1.ApplyOptions{FieldManager: "perch-test", Force: true}); err != nil {
+				t.Fatalf("create HelmChart %s: %v", app.Name, err)
+			}
+			got, err := hc.HelmV1().HelmCharts(render.HelmChartNamespace).Get(ctx, app.Name, metav1.GetOptions{})
+			must(t, err)
+			if got.Spec.TargetNamespace != "nvidia-device-plugin" || !strings.HasPrefix(got.Spec.Chart, "https://%{KUBERNETES_API}%/static/charts/") {
+				t.Errorf("%s read back: %+v", app.Name, got.Spec)
+			}
+			values := got.Spec.ValuesContent
+			if !strings.Contains(values, "runtimeClassName: nvidia") {
+				t.Errorf("%s values as stored lack runtimeClassName nvidia:\n%s", app.Name, values)
+			}
 			if app.Name == render.DevicePlugin {
 				for _, want := range []string{"runtimeClassName: nvidia", "replicas: 4", "name: nvidia.com/gpu"} {
 					if !strings.Contains(values, want) {

@@ -34,17 +34,44 @@ type entry struct {
 // Pause builds the pause command statically and wraps it as an image with
 // /pause as its entrypoint. dir is scratch space for the build.
 func Pause(dir string) (v1.Image, error) {
-	bin := filepath.Join(dir, "pause")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/perchedge/perch/internal/testimages/pause")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build the pause command: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
+	data, err := goBuild(dir, "pause", "github.com/perchedge/perch/internal/testimages/pause")
 	if err != nil {
 		return nil, err
 	}
 	return image([]entry{{name: "pause", mode: 0o755, data: data}}, []string{"/pause"}, nil)
+}
+
+// HelmJob builds the helmjob command (helm-controller's Job contract,
+// through helm's Go packages) into an image k3s can use as its
+// --helm-job-image. It runs as a non-root user, as helm-controller's pod
+// security context requires, with its home where the Job mounts volumes.
+func HelmJob(dir string) (v1.Image, error) {
+	data, err := goBuild(dir, "helmjob", "github.com/perchedge/perch/internal/testimages/helmjob")
+	if err != nil {
+		return nil, err
+	}
+	img, err := image([]entry{{name: "helmjob", mode: 0o755, data: data}}, []string{"/helmjob"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Config.User = "1000:1000"
+	cf.Config.Env = append(cf.Config.Env, "HOME=/home/klipper-helm")
+	return mutate.ConfigFile(img, cf)
+}
+
+func goBuild(dir, name, pkg string) ([]byte, error) {
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+	}
+	return os.ReadFile(bin)
 }
 
 // Busybox is busybox with sh and sleep, running cmd by default.

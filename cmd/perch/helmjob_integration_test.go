@@ -1,0 +1,142 @@
+//go:build integration
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	helmv1 "github.com/k3s-io/helm-controller/pkg/apis/helm.cattle.io/v1"
+	"helm.sh/helm/v3/pkg/chart"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/perchedge/perch/installer/status"
+	"github.com/perchedge/perch/internal/testimages"
+	"github.com/perchedge/perch/internal/testreg"
+	"github.com/perchedge/perch/manifests/render"
+)
+
+// TestIntegrationHelmChartThroughHelmJob deploys a chart the way Perch
+// deploys every app: a HelmChart whose chart k3s serves from
+// server/static/charts, installed by helm-controller's Job, with the
+// workload's image pulled through the appliance registry; Perch's own
+// readiness judgement (the one apps-ready and perch status use) sees the
+// app become ready, and deleting the HelmChart uninstalls the release.
+//
+// The Job runs the test tier's helm job image (internal/testimages/helmjob,
+// named as a stand-in for rancher/klipper-helm, which is only on the
+// internet), given to k3s with --helm-job-image, so the pipeline charts can
+// be deployed here at all.
+func TestIntegrationHelmChartThroughHelmJob(t *testing.T) {
+	s := newSandbox(t)
+	s.env = []string{"PERCH_SANDBOX_CNI=bridge"}
+	up := testreg.Start(t)
+	work := t.TempDir()
+	pause, err := testimages.Pause(work)
+	must(t, err)
+	app, err := testimages.Busybox("sleep", "3600")
+	must(t, err)
+	job, err := testimages.HelmJob(work)
+	must(t, err)
+	pauseRef, appRef, jobRef := up.Addr+"/perch-test/pause:1", up.Addr+"/perch-test/busybox:1", up.Addr+"/perch-test/helm-job:1"
+	for ref, img := range map[string]v1.Image{pauseRef: pause, appRef: app, jobRef: job} {
+		must(t, remote.Write(mustParse(t, ref), img))
+	}
+	dir, key := s.imageBundle("site-helm", "1.0.0", []string{pauseRef, appRef, jobRef})
+	must(t, os.RemoveAll(up.Storage))
+
+	cfg := readFile(t, s.cfg)
+	for old, repl := range map[string]string{
+		"  binary: " + os.Getenv("PERCH_K3S_BIN") + "\n": "",
+		"  disableAgent: true\n":                         "",
+		"  extraArgs: [--flannel-backend=none]\n": "  extraArgs: [--flannel-backend=none, --disable-network-policy, --pause-image=" + pauseRef +
+			", --helm-job-image=" + jobRef + "]\n",
+	} {
+		if !strings.Contains(cfg, old) {
+			t.Fatalf("test config lacks %q", old)
+		}
+		cfg = strings.Replace(cfg, old, repl, 1)
+	}
+	cfg += fmt.Sprintf("bundle:\n  source: %s\n  publicKey: %s.pub\nregistry:\n  port: %d\npipeline:\n  enabled: false\n", dir, key, freePort(t))
+	must(t, os.WriteFile(s.cfg, []byte(cfg), 0o644))
+	bin := filepath.Join(s.root, "usr/local/bin")
+	must(t, os.MkdirAll(bin, 0o755))
+	must(t, os.Symlink("k3s", filepath.Join(bin, "containerd")))
+	s.install()
+
+	// a chart with one Deployment, served by k3s like Perch's charts
+	ch := &chart.Chart{
+		Metadata: &chart.Metadata{APIVersion: chart.APIVersionV2, Name: "probe", Version: "0.1.0"},
+		Values:   map[string]any{"image": "busybox"},
+		Templates: []*chart.File{{Name: "templates/deploy.yaml", Data: []byte(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+  labels: {app.kubernetes.io/instance: {{ .Release.Name }}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: probe}}
+  template:
+    metadata: {labels: {app: probe}}
+    spec:
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: 1
+      containers: [{name: sleep, image: {{ .Values.image | quote }}}]
+`)}},
+	}
+	tgz, err := render.Pack(ch)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(s.root, "var/lib/rancher/k3s/server/static/charts/probe-0.1.0.tgz"), tgz, 0o644))
+	hc := s.helmClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err = hc.HelmV1().HelmCharts("kube-system").Create(ctx, &helmv1.HelmChart{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "kube-system"},
+		Spec: helmv1.HelmChartSpec{
+			Chart:           "https://%{KUBERNETES_API}%/static/charts/probe-0.1.0.tgz",
+			TargetNamespace: "probe", CreateNamespace: true,
+			ValuesContent: "image: " + appRef + "\n",
+		},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	cs := s.client()
+	var last status.App
+	for {
+		last, err = status.CheckApp(ctx, cs, "probe", "probe")
+		if err == nil && last.State == status.AppReady {
+			break
+		}
+		if ctx.Err() != nil || last.State == status.AppFailed {
+			logs := ""
+			if pods, err := cs.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=helm-install-probe"}); err == nil && len(pods.Items) > 0 {
+				raw, _ := cs.CoreV1().Pods("kube-system").GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{}).DoRaw(context.Background())
+				logs = string(raw)
+			}
+			t.Fatalf("app probe not ready: %+v (%v)\nhelm job log:\n%s\nk3s log:\n%s", last, err, logs, tailFile(filepath.Join(s.root, "var/log/perch/k3s.log"), 30))
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("HelmChart to app ready (helm job, image through the mirror): %s", time.Since(start).Round(time.Millisecond))
+
+	must(t, hc.HelmV1().HelmCharts("kube-system").Delete(ctx, "probe", metav1.DeleteOptions{}))
+	for {
+		_, err := cs.AppsV1().Deployments("probe").Get(ctx, "probe", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("deleting the HelmChart did not uninstall the release: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+}
