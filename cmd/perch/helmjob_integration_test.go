@@ -4,15 +4,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	helmv1 "github.com/k3s-io/helm-controller/pkg/apis/helm.cattle.io/v1"
 	"helm.sh/helm/v3/pkg/chart"
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +18,6 @@ import (
 
 	"github.com/perchedge/perch/installer/status"
 	"github.com/perchedge/perch/internal/testimages"
-	"github.com/perchedge/perch/internal/testreg"
 	"github.com/perchedge/perch/manifests/render"
 )
 
@@ -37,40 +33,10 @@ import (
 // internet), given to k3s with --helm-job-image, so the pipeline charts can
 // be deployed here at all.
 func TestIntegrationHelmChartThroughHelmJob(t *testing.T) {
-	s := newSandbox(t)
-	s.env = []string{"PERCH_SANDBOX_CNI=bridge"}
-	up := testreg.Start(t)
-	work := t.TempDir()
-	pause, err := testimages.Pause(work)
+	job, err := testimages.HelmJob(t.TempDir())
 	must(t, err)
-	app, err := testimages.Busybox("sleep", "3600")
-	must(t, err)
-	job, err := testimages.HelmJob(work)
-	must(t, err)
-	pauseRef, appRef, jobRef := up.Addr+"/perch-test/pause:1", up.Addr+"/perch-test/busybox:1", up.Addr+"/perch-test/helm-job:1"
-	for ref, img := range map[string]v1.Image{pauseRef: pause, appRef: app, jobRef: job} {
-		must(t, remote.Write(mustParse(t, ref), img))
-	}
-	dir, key := s.imageBundle("site-helm", "1.0.0", []string{pauseRef, appRef, jobRef})
-	must(t, os.RemoveAll(up.Storage))
-
-	cfg := readFile(t, s.cfg)
-	for old, repl := range map[string]string{
-		"  binary: " + os.Getenv("PERCH_K3S_BIN") + "\n": "",
-		"  disableAgent: true\n":                         "",
-		"  extraArgs: [--flannel-backend=none]\n": "  extraArgs: [--flannel-backend=none, --disable-network-policy, --pause-image=" + pauseRef +
-			", --helm-job-image=" + jobRef + "]\n",
-	} {
-		if !strings.Contains(cfg, old) {
-			t.Fatalf("test config lacks %q", old)
-		}
-		cfg = strings.Replace(cfg, old, repl, 1)
-	}
-	cfg += fmt.Sprintf("bundle:\n  source: %s\n  publicKey: %s.pub\nregistry:\n  port: %d\npipeline:\n  enabled: false\n", dir, key, freePort(t))
-	must(t, os.WriteFile(s.cfg, []byte(cfg), 0o644))
-	bin := filepath.Join(s.root, "usr/local/bin")
-	must(t, os.MkdirAll(bin, 0o755))
-	must(t, os.Symlink("k3s", filepath.Join(bin, "containerd")))
+	s := newAgentNode(t, "site-helm", map[string]v1.Image{"helm-job": job}, map[string]string{"--helm-job-image": "helm-job"})
+	appRef := s.ref("busybox")
 	s.install()
 
 	// a chart with one Deployment, served by k3s like Perch's charts

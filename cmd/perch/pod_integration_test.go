@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,13 +11,8 @@ import (
 	"testing"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/perchedge/perch/internal/testimages"
-	"github.com/perchedge/perch/internal/testreg"
 )
 
 // TestIntegrationPodThroughMirror runs a real pod on a k3s server with its
@@ -27,46 +21,10 @@ import (
 // built in is emptied, and containerd pulls both through the mirror
 // registries.yaml describes, over TLS with the generated credentials. Then
 // uninstall leaves no shim, interface, iptables rule or cgroup behind.
-//
-// The k3s fixture lacks what upstream's binary unpacks at start (its own
-// containerd binary and flannel), so the test gives it the same parts:
-// a `containerd` link to the multi-call binary, found on the service PATH
-// under --root, and a bridge CNI from Debian's plugins (scripts/sandbox).
+// (newAgentNode says what stands in for what the fixture lacks.)
 func TestIntegrationPodThroughMirror(t *testing.T) {
-	s := newSandbox(t)
-	s.env = []string{"PERCH_SANDBOX_CNI=bridge"}
-	up := testreg.Start(t)
-	pause, err := testimages.Pause(t.TempDir())
-	must(t, err)
-	app, err := testimages.Busybox("sleep", "3600")
-	must(t, err)
-	pauseRef, appRef := up.Addr+"/perch-test/pause:1", up.Addr+"/perch-test/busybox:1"
-	for ref, img := range map[string]v1.Image{pauseRef: pause, appRef: app} {
-		must(t, remote.Write(mustParse(t, ref), img))
-	}
-
-	dir, key := s.imageBundle("site-pods", "1.0.0", []string{pauseRef, appRef})
-	// from here on only the Perch registry has the images
-	must(t, os.RemoveAll(up.Storage))
-
-	cfg := readFile(t, s.cfg)
-	for old, repl := range map[string]string{
-		"  binary: " + os.Getenv("PERCH_K3S_BIN") + "\n": "",
-		"  disableAgent: true\n":                         "",
-		"  extraArgs: [--flannel-backend=none]\n":        "  extraArgs: [--flannel-backend=none, --disable-network-policy, --pause-image=" + pauseRef + "]\n",
-	} {
-		if !strings.Contains(cfg, old) {
-			t.Fatalf("test config lacks %q", old)
-		}
-		cfg = strings.Replace(cfg, old, repl, 1)
-	}
-	// no pipeline: its helm-install Job needs helm-controller's job image,
-	// which is not built here yet
-	cfg += fmt.Sprintf("bundle:\n  source: %s\n  publicKey: %s.pub\nregistry:\n  port: %d\npipeline:\n  enabled: false\n", dir, key, freePort(t))
-	must(t, os.WriteFile(s.cfg, []byte(cfg), 0o644))
-	bin := filepath.Join(s.root, "usr/local/bin")
-	must(t, os.MkdirAll(bin, 0o755))
-	must(t, os.Symlink("k3s", filepath.Join(bin, "containerd")))
+	s := newAgentNode(t, "site-pods", nil, nil)
+	appRef := s.ref("busybox")
 
 	out, took := s.install()
 	t.Logf("install of a server with agent, registry and images: %s", took.Round(time.Millisecond))
@@ -104,6 +62,7 @@ func TestIntegrationPodThroughMirror(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	var got *corev1.Pod
+	var err error
 	for {
 		got, err = cs.CoreV1().Pods("default").Get(ctx, "mirror-probe", metav1.GetOptions{})
 		if err == nil && got.Status.Phase == corev1.PodRunning {
@@ -122,7 +81,7 @@ func TestIntegrationPodThroughMirror(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Logf("pod Running %s after it was created", time.Since(start).Round(time.Millisecond))
-	want, _ := app.Digest()
+	want, _ := s.app.Digest()
 	if st := got.Status.ContainerStatuses; len(st) != 1 || !strings.HasSuffix(st[0].ImageID, want.String()) {
 		t.Errorf("container image %+v, want digest %s", st, want)
 	}
