@@ -36,6 +36,12 @@ type BuildOptions struct {
 	// Pwd resolves relative sources: the spec file's directory.
 	Pwd      string
 	Keychain authn.Keychain
+	// Mirrors pulls the images of a registry from another one, as a
+	// connected site's pull-through cache (Harbor, Artifactory) serves
+	// them: "docker.io" -> "harbor.example:443/dockerhub". The bundle
+	// still names each image by its upstream reference, which is what the
+	// charts and k3s ask the appliance for.
+	Mirrors  map[string]string
 	Progress ProgressFunc
 	// Log gets one line per phase.
 	Log     func(format string, args ...any)
@@ -219,6 +225,7 @@ func (b *builder) images(ctx context.Context, refs []string) ([]Image, Layout, e
 	}
 	sort.Strings(uniq)
 	w, err := newImageWriter(filepath.Join(b.dir, ImagesDir), b.spec.Arch, b.opts.Keychain, b.opts.Progress)
+	w.mirrors = b.opts.Mirrors
 	if err != nil {
 		return nil, Layout{}, err
 	}

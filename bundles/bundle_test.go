@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +19,11 @@ import (
 	"time"
 
 	"aead.dev/minisign"
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 )
 
 // fixture is a small bundle built by Build from local sources. Its k3s is a
@@ -306,4 +313,47 @@ func sha256File(t *testing.T, p string) string {
 	}
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// A connected site pulls through its own mirror; the bundle still names
+// images as the charts ask for them.
+func TestBuildThroughMirror(t *testing.T) {
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	img, err := random.Image(1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.ConfigFile(img, &v1.ConfigFile{OS: "linux", Architecture: runtime.GOARCH}); err != nil {
+		t.Fatal(err)
+	}
+	if err := crane.Push(img, host+"/hub/library/nats:2.10"); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := img.Digest()
+	f := newFixture(t)
+	f.spec.Images = []string{"nats:2.10"}
+	mirrors, err := ParseMirrors([]string{"docker.io=" + host + "/hub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(t.TempDir(), "b"), Key: &f.key, Pwd: f.dir, Mirrors: mirrors})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if got := res.Manifest.Images; len(got) != 1 || got[0].Reference != "docker.io/library/nats:2.10" || got[0].Digest != want.String() {
+		t.Errorf("images = %+v, want docker.io/library/nats:2.10 at %s", got, want)
+	}
+
+	f.spec.Images = []string{"quay.io/x/y:1"}
+	_, err = Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(t.TempDir(), "c"), Pwd: f.dir, Mirrors: map[string]string{"quay.io": host + "/nothing"}})
+	if err == nil || !strings.Contains(err.Error(), "through mirror "+host+"/nothing/x/y:1") {
+		t.Errorf("missing image on the mirror: %v", err)
+	}
+	for _, bad := range []string{"docker.io", "docker.io=https://h/x", "=h"} {
+		if _, err := ParseMirrors([]string{bad}); err == nil || !strings.Contains(err.Error(), "REGISTRY=MIRROR") {
+			t.Errorf("ParseMirrors(%q) = %v", bad, err)
+		}
+	}
 }

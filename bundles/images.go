@@ -50,6 +50,7 @@ type imageWriter struct {
 	keychain authn.Keychain
 	progress ProgressFunc
 	blobs    map[v1.Hash]int64
+	mirrors  map[string]string
 }
 
 func newImageWriter(dir, arch string, kc authn.Keychain, p ProgressFunc) (*imageWriter, error) {
@@ -85,8 +86,15 @@ func (w *imageWriter) resolve(ctx context.Context, refs []string) ([]resolved, e
 			return nil, fmt.Errorf("image %s: %w", s, err)
 		}
 		opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(w.keychain), remote.WithPlatform(w.platform)}
-		desc, err := remote.Get(ref, opts...)
+		from, err := mirrored(ref, w.mirrors)
 		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", s, err)
+		}
+		desc, err := remote.Get(from, opts...)
+		if err != nil {
+			if from != ref {
+				return nil, fmt.Errorf("image %s (through mirror %s): %w", s, from, err)
+			}
 			return nil, fmt.Errorf("image %s: %w", s, err)
 		}
 		r := resolved{ref: ref}
@@ -107,6 +115,40 @@ func (w *imageWriter) resolve(ctx context.Context, refs []string) ([]resolved, e
 			return nil, fmt.Errorf("image %s: %w", s, err)
 		}
 		out = append(out, r)
+	}
+	return out, nil
+}
+
+// mirrored is where ref is pulled from: the same repository under the
+// mirror of its registry, if it has one.
+func mirrored(ref name.Reference, mirrors map[string]string) (name.Reference, error) {
+	host := ref.Context().RegistryStr()
+	m, ok := mirrors[host]
+	if !ok && host == name.DefaultRegistry {
+		m, ok = mirrors["docker.io"]
+	}
+	if !ok {
+		return ref, nil
+	}
+	sep := ":"
+	if _, isDigest := ref.(name.Digest); isDigest {
+		sep = "@"
+	}
+	return name.ParseReference(strings.TrimSuffix(m, "/") + "/" + ref.Context().RepositoryStr() + sep + ref.Identifier())
+}
+
+// ParseMirrors reads HOST=MIRROR pairs, as --mirror takes them.
+func ParseMirrors(pairs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range pairs {
+		host, m, ok := strings.Cut(p, "=")
+		if !ok || host == "" || m == "" || strings.Contains(m, "://") {
+			return nil, fmt.Errorf("mirror %q: want REGISTRY=MIRROR[/PATH], such as docker.io=harbor.example/dockerhub", p)
+		}
+		if _, err := name.NewRegistry(strings.SplitN(m, "/", 2)[0]); err != nil {
+			return nil, fmt.Errorf("mirror %q: %v", p, err)
+		}
+		out[host] = m
 	}
 	return out, nil
 }

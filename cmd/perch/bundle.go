@@ -67,6 +67,7 @@ func (r *reporting) reporter(s *streams, step string) (*engine.Reporter, error) 
 
 func newBundleBuildCmd(s *streams) *cobra.Command {
 	var spec, out, key, split string
+	var mirrors []string
 	var rep reporting
 	cmd := &cobra.Command{
 		Use:   "build --spec SPEC --out PATH [--key NAME.key] [--split SIZE]",
@@ -90,11 +91,15 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 					return &usageError{fmt.Errorf("--split: %w", err)}
 				}
 			}
+			mm, err := bundles.ParseMirrors(mirrors)
+			if err != nil {
+				return &usageError{fmt.Errorf("--mirror: %w", err)}
+			}
 			sp, err := bundles.LoadSpec(spec)
 			if err != nil {
 				return err
 			}
-			o := bundles.BuildOptions{Out: out, Split: limit, Pwd: filepath.Dir(absPath(spec)), Progress: r.Progress, Log: r.Logf, BuiltBy: version}
+			o := bundles.BuildOptions{Out: out, Split: limit, Pwd: filepath.Dir(absPath(spec)), Mirrors: mm, Progress: r.Progress, Log: r.Logf, BuiltBy: version}
 			if key != "" {
 				k, err := bundles.LoadPrivateKey(key)
 				if err != nil {
@@ -123,6 +128,7 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "bundle to write: a directory, or NAME.tar.zst")
 	cmd.Flags().StringVar(&key, "key", "", "signing key from `perch bundle keygen`")
 	cmd.Flags().StringVar(&split, "split", "", "cut the archive into parts of this size, such as 3900MiB")
+	cmd.Flags().StringArrayVar(&mirrors, "mirror", nil, "pull a registry's images from a mirror, REGISTRY=MIRROR[/PATH] (repeatable); the bundle keeps the upstream names")
 	rep.flags(cmd)
 	return cmd
 }
