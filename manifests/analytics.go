@@ -76,13 +76,25 @@ func AnalyticsValues(a *config.Appliance, env Env) (map[string]any, error) {
 		},
 		"gateway":   map[string]any{"enabled": a.Pipeline.Enabled, "service": map[string]any{"type": ServiceType(a)}},
 		"inference": map[string]any{"enabled": a.Pipeline.Enabled},
-		"nats":      map[string]any{"enabled": a.Pipeline.Enabled},
+		"nats":      natsValues(a),
 		"monitoring": map[string]any{
 			"enabled":    a.Monitoring.Enabled,
 			"crds":       env.MonitoringCRDs,
 			"dashboards": a.Monitoring.Grafana,
 		},
 	}, nil
+}
+
+// NATSHostPath is where JetStream keeps its store when k3s has no storage
+// provisioner: local-path is what the chart's PVC would otherwise wait for.
+const NATSHostPath = "/var/lib/perch/nats"
+
+func natsValues(a *config.Appliance) map[string]any {
+	v := map[string]any{"enabled": a.Pipeline.Enabled}
+	if slices.Contains(a.K3s.Disable, "local-storage") {
+		v["jetstream"] = map[string]any{"hostPath": NATSHostPath}
+	}
+	return v
 }
 
 // ServiceType is how the appliance's web-facing Services (the gateway,

@@ -900,3 +900,37 @@ func TestAnalyticsValuesGPUOff(t *testing.T) {
 		t.Errorf("gpu.mode off: gpu.count %v, want 0 (CPU-only profile)", got)
 	}
 }
+
+// Without k3s's local-path provisioner a PVC would stay Pending and NATS
+// with it: JetStream keeps its store on the node instead.
+func TestAnalyticsNATSWithoutStorageProvisioner(t *testing.T) {
+	c := loadChart(t)
+	for _, disabled := range []bool{false, true} {
+		a := appliance(func(a *config.Appliance) {
+			if disabled {
+				a.K3s.Disable = append(a.K3s.Disable, "local-storage")
+			}
+		})
+		var sts *appsv1.StatefulSet
+		for _, d := range render(t, c, values(t, a, Env{GPUs: 1}), capabilities(false)) {
+			if d.kind() == "StatefulSet" {
+				sts = strict[appsv1.StatefulSet](t, d)
+			}
+		}
+		if sts == nil {
+			t.Fatal("no NATS StatefulSet")
+		}
+		var hostPath string
+		for _, v := range sts.Spec.Template.Spec.Volumes {
+			if v.Name == "data" && v.HostPath != nil {
+				hostPath = v.HostPath.Path
+			}
+		}
+		if disabled && (hostPath != NATSHostPath || len(sts.Spec.VolumeClaimTemplates) != 0) {
+			t.Errorf("local-storage disabled: data hostPath %q, %d PVC templates; want %s and none", hostPath, len(sts.Spec.VolumeClaimTemplates), NATSHostPath)
+		}
+		if !disabled && (hostPath != "" || len(sts.Spec.VolumeClaimTemplates) != 1) {
+			t.Errorf("local-storage on: data hostPath %q, %d PVC templates; want a PVC", hostPath, len(sts.Spec.VolumeClaimTemplates))
+		}
+	}
+}
