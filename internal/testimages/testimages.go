@@ -65,8 +65,21 @@ func HelmJob(dir string) (v1.Image, error) {
 }
 
 func goBuild(dir, name, pkg string) ([]byte, error) {
-	bin := filepath.Join(dir, name)
+	return goBuildIn("", dir, name, pkg)
+}
+
+// goBuildIn builds pkg of the nested module in modDir (relative to this
+// package), "" for Perch's own module.
+func goBuildIn(modDir, dir, name, pkg string) ([]byte, error) {
+	bin, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
+	if modDir != "" {
+		_, self, _, _ := runtime.Caller(0)
+		cmd.Dir = filepath.Join(filepath.Dir(self), modDir)
+	}
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, out)
@@ -76,15 +89,79 @@ func goBuild(dir, name, pkg string) ([]byte, error) {
 
 // Busybox is busybox with sh and sleep, running cmd by default.
 func Busybox(cmd ...string) (v1.Image, error) {
+	files, err := busybox()
+	if err != nil {
+		return nil, err
+	}
+	return image(files, nil, cmd)
+}
+
+func busybox() ([]entry, error) {
 	data, err := os.ReadFile(BusyboxPath)
 	if err != nil {
 		return nil, fmt.Errorf("%w: install busybox-static (scripts/test-deps)", err)
 	}
-	return image([]entry{
-		{name: "bin/busybox", mode: 0o755, data: data},
-		{name: "bin/sh", link: "busybox"},
-		{name: "bin/sleep", link: "busybox"},
-	}, nil, cmd)
+	files := []entry{{name: "bin/busybox", mode: 0o755, data: data}}
+	for _, applet := range []string{"sh", "sleep", "grep", "cat", "ls"} {
+		files = append(files, entry{name: "bin/" + applet, link: "busybox"})
+	}
+	return files, nil
+}
+
+// CoreDNS is CoreDNS from its Go module, with the plugins k3s's Corefile
+// uses (upstream/coredns), where k3s's coredns manifest runs /coredns.
+func CoreDNS(dir string) (v1.Image, error) {
+	data, err := goBuildIn("upstream", dir, "coredns", "./coredns")
+	if err != nil {
+		return nil, err
+	}
+	return image([]entry{{name: "coredns", mode: 0o755, data: data}}, []string{"/coredns"}, nil)
+}
+
+// NATS is the NATS server from its Go module, with the official image's
+// entrypoint: the chart passes only --config.
+func NATS(dir string) (v1.Image, error) {
+	data, err := goBuildIn("upstream", dir, "nats-server", "github.com/nats-io/nats-server/v2")
+	if err != nil {
+		return nil, err
+	}
+	return image([]entry{{name: "nats-server", mode: 0o755, data: data}}, []string{"/nats-server"}, nil)
+}
+
+// MediaMTXStandIn is the gateway stand-in (standins/cmd/mediamtx): RTSP
+// push and pull, HLS and metrics as the chart uses MediaMTX, since
+// MediaMTX's module is not served here.
+func MediaMTXStandIn(dir string) (v1.Image, error) {
+	data, err := goBuildIn("standins", dir, "mediamtx", "./cmd/mediamtx")
+	if err != nil {
+		return nil, err
+	}
+	return image([]entry{{name: "mediamtx", mode: 0o755, data: data}}, []string{"/mediamtx"}, nil)
+}
+
+// NATSExporterStandIn stands in for prometheus-nats-exporter
+// (standins/cmd/nats-exporter).
+func NATSExporterStandIn(dir string) (v1.Image, error) {
+	data, err := goBuildIn("standins", dir, "prometheus-nats-exporter", "./cmd/nats-exporter")
+	if err != nil {
+		return nil, err
+	}
+	return image([]entry{{name: "prometheus-nats-exporter", mode: 0o755, data: data}}, []string{"/prometheus-nats-exporter"}, nil)
+}
+
+// WorkerStandIn stands in for the CPU worker image (dlstreamer): busybox's
+// shell for the chart's run and probe scripts, and a gst-launch-1.0 that
+// plays each stream over RTSP and counts frames (standins/cmd/gst-launch).
+func WorkerStandIn(dir string) (v1.Image, error) {
+	data, err := goBuildIn("standins", dir, "gst-launch-1.0", "./cmd/gst-launch")
+	if err != nil {
+		return nil, err
+	}
+	files, err := busybox()
+	if err != nil {
+		return nil, err
+	}
+	return image(append(files, entry{name: "bin/gst-launch-1.0", mode: 0o755, data: data}), nil, []string{"/bin/sh"})
 }
 
 func image(files []entry, entrypoint, cmd []string) (v1.Image, error) {
