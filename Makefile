@@ -16,9 +16,14 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./...
+	for m in $(NESTED); do $(GO) -C $$m vet ./... || exit 1; done
+
+# The nested modules hold the e2e images' programs (internal/testimages).
+NESTED  := internal/testimages/standins internal/testimages/upstream
 
 unit:
 	$(GO) test -count=1 ./...
+	$(GO) -C internal/testimages/standins test -count=1 ./...
 
 # A short run of every fuzz target: no input may make the loader panic.
 fuzz:
@@ -37,11 +42,11 @@ k3s-fixture:
 integration: deps
 	PERCH_K3S_BIN=$$(scripts/k3s-fixture) $(GO) test -tags integration -count=1 -v -timeout 20m -run Integration ./cmd/perch ./bundles
 
-test: deps lint unit fuzz integration
+test: deps lint unit fuzz integration e2e
 
-# Until the bundle and e2e issues land, the deepest end-to-end path is the
-# integration tier's real k3s install, uninstall and crash recovery.
-e2e: integration
+# End to end: a whole appliance from a signed bundle (scripts/e2e).
+e2e: deps
+	scripts/e2e
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

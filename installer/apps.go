@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	batchv1 "k8s.io/api/batch/v1"
 	"os"
 	"path"
 	"path/filepath"
@@ -72,6 +73,36 @@ func (s *appsStep) files(apps []render.App) []wantFile {
 	}
 	for _, a := range apps {
 		out = append(out, wantFile{s.dataPath(a.File), a.YAML, 0o600})
+	}
+	return out
+}
+
+// jobMark identifies one run of an app's helm-install Job: helm-controller
+// recreates the Job, or changes its config hash, for new values.
+type jobMark struct{ uid, hash string }
+
+// helmConfigHash is the annotation helm-controller puts on the install
+// Job's pod template: a hash of the values and chart content it installs.
+const helmConfigHash = "helmcharts.helm.cattle.io/configHash"
+
+func markOf(j *batchv1.Job) jobMark {
+	return jobMark{string(j.UID), j.Spec.Template.Annotations[helmConfigHash]}
+}
+
+// installJobs are the install Jobs the apps have now. Until helm-controller
+// replaces an app's Job, its old state says nothing about the new values.
+// Best effort: an app without a readable Job is new, or waited for anyway.
+func (s *appsStep) installJobs(ctx context.Context, apps []render.App) map[string]jobMark {
+	out := map[string]jobMark{}
+	cs, err := s.i.kube()
+	if err != nil {
+		return out
+	}
+	for _, a := range apps {
+		j, err := cs.BatchV1().Jobs(render.HelmChartNamespace).Get(ctx, "helm-install-"+a.Name, metav1.GetOptions{})
+		if err == nil {
+			out[a.Name] = markOf(j)
+		}
 	}
 	return out
 }
@@ -236,6 +267,7 @@ func (s *appsStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Repo
 		}
 		files = append(files, gf...)
 	}
+	before := s.installJobs(ctx, apps)
 	for _, f := range files {
 		changed, err := s.i.host.WriteFile(f.path, f.data, f.mode)
 		if err != nil {
@@ -243,6 +275,14 @@ func (s *appsStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Repo
 		}
 		if changed {
 			r.Logf("wrote %s", f.path)
+		}
+		for _, a := range apps {
+			if m, ok := before[a.Name]; ok && changed && f.path == s.dataPath(a.File) {
+				if s.i.rollouts == nil {
+					s.i.rollouts = map[string]jobMark{}
+				}
+				s.i.rollouts[a.Name] = m
+			}
 		}
 	}
 	for _, c := range cs {

@@ -63,6 +63,12 @@ func (s *appsReadyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.
 	defer cancel()
 	for _, a := range apps {
 		start := time.Now()
+		if old, ok := s.i.rollouts[a.Name]; ok {
+			r.Logf("waiting for helm-controller to start installing the new values of %s", a.Name)
+			if !waitNewJob(ctx, cs, a, old, rolloutGrace) {
+				r.Logf("helm-install-%s did not change in %s: the change left the release as it was", a.Name, rolloutGrace)
+			}
+		}
 		r.Logf("waiting for app %s (helm-install-%s, then its workloads in namespace %s)", a.Name, a.Name, a.Namespace)
 		if err := waitApp(ctx, cs, a); err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
@@ -70,6 +76,29 @@ func (s *appsReadyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.
 		r.Logf("app %s ready in %s", a.Name, time.Since(start).Round(time.Second))
 	}
 	return nil
+}
+
+// rolloutGrace is how long a changed HelmChart may take to reach its Job:
+// k3s applies server/manifests within 15 s, helm-controller then at once.
+// A change that does not reach the Job (labels only) ends the wait here.
+const rolloutGrace = time.Minute
+
+// waitNewJob waits until the app's install Job is no longer the one it had
+// before this install changed its HelmChart; false if grace passed first.
+func waitNewJob(ctx context.Context, cs kubernetes.Interface, a render.App, old jobMark, grace time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	for {
+		j, err := cs.BatchV1().Jobs(render.HelmChartNamespace).Get(ctx, "helm-install-"+a.Name, metav1.GetOptions{})
+		if err == nil && markOf(j) != old {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func waitApp(ctx context.Context, cs kubernetes.Interface, a render.App) error {

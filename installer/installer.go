@@ -42,6 +42,9 @@ type Installer struct {
 	bundle *bundle
 	mirror *mirror.Mirror
 	gpu    gpu.Library
+	// rollouts are the apps whose HelmChart this install changed, with the
+	// install Job each had before (apps -> apps-ready).
+	rollouts map[string]jobMark
 }
 
 // New opens the host and prepares the steps; it changes nothing.

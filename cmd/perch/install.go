@@ -45,8 +45,10 @@ func (t *target) check() error {
 	return nil
 }
 
-func (t *target) load(s *streams) (config.Appliance, error) {
+// load loads the config; problems at the ignore key paths do not count.
+func (t *target) load(s *streams, ignore ...string) (config.Appliance, error) {
 	cfg, err := config.Load(config.Source{File: t.configFile, Stdin: s.in, Flags: t.flags})
+	err = config.Without(err, ignore...)
 	var inv *config.InvalidError
 	if errors.As(err, &inv) {
 		fmt.Fprintln(s.err, inv.Error())

@@ -47,7 +47,9 @@ func newStatusCmd(s *streams) *cobra.Command {
 			cfg := config.Default()
 			if t.configFile != "" {
 				var err error
-				if cfg, err = t.load(s); err != nil {
+				// status installs nothing: a file installed with --bundle
+				// names no k3s source of its own
+				if cfg, err = t.load(s, config.InstallOnly...); err != nil {
 					return err
 				}
 			}

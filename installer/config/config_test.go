@@ -261,9 +261,26 @@ func TestShippedConfigsValidate(t *testing.T) {
 		if strings.HasPrefix(filepath.Base(f), "broken") {
 			continue // fixtures of mistakes, checked by the CLI tests
 		}
-		if _, err := Load(Source{File: f}); err != nil {
+		_, err := Load(Source{File: f})
+		if filepath.Base(f) == "e2e.yaml" {
+			// installed with --bundle on the command line
+			err = Without(err, InstallOnly...)
+		}
+		if err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+func TestWithoutInstallOnly(t *testing.T) {
+	_, err := LoadBytes([]byte("node: {role: server}\n"), "yaml")
+	if err == nil || Without(err, InstallOnly...) != nil {
+		t.Fatalf("a file without a k3s source: %v; without install-only keys: %v", err, Without(err, InstallOnly...))
+	}
+	_, err = LoadBytes([]byte("node: {role: server, hostname: Bad_Name}\n"), "yaml")
+	rest := Without(err, InstallOnly...)
+	if rest == nil || !strings.Contains(rest.Error(), "node.hostname") || strings.Contains(rest.Error(), "k3s.binary") {
+		t.Errorf("Without kept the wrong problems: %v", rest)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -39,6 +40,30 @@ func (e *InvalidError) Error() string {
 }
 
 func (e *InvalidError) Unwrap() error { return ErrInvalid }
+
+// InstallOnly are the keys only an install needs: where the k3s binary
+// comes from is often given on the command line (--bundle of a USB stick
+// whose mount path differs per site), not in the file that is reused.
+var InstallOnly = []string{"k3s.binary"}
+
+// Without is err less the problems at the given key paths: nil when none
+// are left, as commands that do not install (status) want.
+func Without(err error, paths ...string) error {
+	var inv *InvalidError
+	if !errors.As(err, &inv) {
+		return err
+	}
+	var rest FieldErrors
+	for _, fe := range inv.Errs {
+		if !slices.Contains(paths, fe.Path) {
+			rest = append(rest, fe)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	return &InvalidError{Source: inv.Source, Errs: rest}
+}
 
 func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
 

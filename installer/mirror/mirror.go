@@ -167,7 +167,12 @@ func (m *Mirror) certHosts() []string {
 	if ip := m.e.Cfg.Node.NodeIP; ip != "" {
 		hosts = append(hosts, ip)
 	}
-	if addrs, err := net.InterfaceAddrs(); err == nil {
+	ifs, _ := net.Interfaces()
+	for _, iface := range ifs {
+		if clusterInterface(iface.Name) {
+			continue
+		}
+		addrs, _ := iface.Addrs()
 		for _, a := range addrs {
 			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
 				hosts = append(hosts, n.IP.String())
@@ -176,6 +181,22 @@ func (m *Mirror) certHosts() []string {
 	}
 	slices.Sort(hosts)
 	return slices.Compact(hosts)
+}
+
+// clusterInterface says whether an interface belongs to the cluster's pod
+// network, which k3s creates after the first install: its address is no
+// node address, and counting it would reissue the certificate, and restart
+// the registry, on the second install.
+func clusterInterface(name string) bool {
+	if name == "cni0" || name == "docker0" || name == "tunl0" || name == "vxlan.calico" {
+		return true
+	}
+	for _, p := range []string{"flannel", "kube-", "veth", "cali", "cilium", "lxc", "wg-"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // tlsStep keeps a CA for the appliance and a server certificate for this

@@ -190,3 +190,14 @@ func TestRegistriesYAMLMirrorsTheBundlesRegistries(t *testing.T) {
 		t.Errorf("configs: %+v", doc.Configs)
 	}
 }
+
+func TestClusterInterfacesAreNoNodeAddress(t *testing.T) {
+	for name, want := range map[string]bool{
+		"eth0": false, "enp3s0": false, "wlan0": false, "bond0": false, "br-lan": false,
+		"cni0": true, "flannel.1": true, "flannel-wg": true, "kube-ipvs0": true, "veth1a2b3c": true, "cali123": true, "cilium_host": true,
+	} {
+		if got := clusterInterface(name); got != want {
+			t.Errorf("clusterInterface(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

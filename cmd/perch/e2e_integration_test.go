@@ -1,0 +1,396 @@
+//go:build integration
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/perchedge/perch/internal/e2e"
+)
+
+// TestE2EAppliance is the end-to-end tier (scripts/e2e, make e2e): a whole
+// appliance from a signed bundle that perch bundle build made, on the real
+// k3s fixture with real pods. Its images are built here from source
+// (internal/e2e names the stand-ins); ffmpeg plays the camera.
+func TestE2EAppliance(t *testing.T) {
+	s := newSandbox(t)
+	s.env = []string{"PERCH_SANDBOX_CNI=bridge", fmt.Sprintf("PERCH_REGISTRY_PORT=%d", freePort(t))}
+	must(t, os.WriteFile(s.cfg, []byte(readFile(t, "../../testdata/e2e.yaml")), 0o644))
+	// the fixture's k3s lacks the containerd binary upstream's unpacks: a
+	// link to the multi-call binary stands in (see newAgentNode)
+	bin := filepath.Join(s.root, "usr/local/bin")
+	must(t, os.MkdirAll(bin, 0o755))
+	must(t, os.Symlink("k3s", filepath.Join(bin, "containerd")))
+
+	work := t.TempDir()
+	bundle, key := filepath.Join(work, "perch-e2e"), filepath.Join(work, "site")
+	start := time.Now()
+	_, err := e2e.Build(context.Background(), e2e.Options{Perch: perchBin, K3s: os.Getenv("PERCH_K3S_BIN"), Out: bundle, Key: key, Log: logWriter{t}})
+	must(t, err)
+	t.Logf("timing: images and signed bundle built in %s", time.Since(start).Round(time.Millisecond))
+
+	installArgs := []string{"--bundle", bundle, "--pubkey", key + ".pub"}
+	cam := startCamera(t, s.root)
+	start = time.Now()
+	out, took := s.install(installArgs...)
+	t.Logf("install:\n%s", out)
+	t.Logf("timing: install %s; node Ready after %s, gateway and NATS Running after %s, camera publishing after %s",
+		took.Round(time.Millisecond), cam.since(start, "node Ready"), cam.since(start, "gateway and NATS Running"), cam.since(start, "camera publishing"))
+	if !strings.Contains(out, "[registry-images] 7 images") {
+		t.Errorf("install did not load the bundle's 7 images:\n%s", out)
+	}
+
+	cs := s.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for _, sel := range []string{"app.kubernetes.io/component=gateway", "app.kubernetes.io/component=nats", "app.kubernetes.io/component=worker"} {
+		pods, err := cs.CoreV1().Pods("perch").List(ctx, metav1.ListOptions{LabelSelector: sel})
+		must(t, err)
+		if len(pods.Items) == 0 || pods.Items[0].Status.Phase != corev1.PodRunning {
+			t.Errorf("%s: pods %v, want one Running", sel, podPhases(pods.Items))
+		}
+	}
+	st, code := s.perch("status", "--config", s.cfg, "--root", s.root)
+	t.Logf("perch status (exit %d):\n%s", code, st)
+	if code != 0 {
+		t.Errorf("perch status exited %d after install; want healthy (camera: %s)", code, cam.err())
+	}
+
+	// a second install changes nothing
+	start = time.Now()
+	out, took = s.install(installArgs...)
+	t.Logf("timing: no-op rerun %s", took.Round(time.Millisecond))
+	if !strings.Contains(out, "no changes, the node already matched the config") {
+		t.Errorf("second install changed something:\n%s", out)
+	}
+
+	// the stream is readable as HLS through the gateway's Service
+	hls := cam.gatewayURL(8888) + "/cam1/index.m3u8"
+	seg := hlsSegment(ctx, t, hls)
+	probe, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", seg).Output()
+	if err != nil || !strings.HasPrefix(strings.TrimSpace(string(probe)), "h264,320,240") {
+		t.Errorf("HLS segment of %s: ffprobe says %q (%v), want h264,320,240", hls, probe, err)
+	}
+
+	// one camera URL changes: the gateway rolls, nothing else restarts
+	before := podUIDs(ctx, t, cs)
+	must(t, os.WriteFile(s.cfg, []byte(strings.Replace(readFile(t, s.cfg), "rtsp://127.0.0.1:8554/ingest/cam1", "rtsp://localhost:8554/ingest/cam1", 1)), 0o644))
+	out, took = s.install(installArgs...)
+	t.Logf("timing: camera URL change rolled out in %s", took.Round(time.Millisecond))
+	if !strings.Contains(out, "perch-analytics") {
+		t.Errorf("install after a camera URL change did not touch the app:\n%s", out)
+	}
+	after := podUIDs(ctx, t, cs)
+	for comp, uid := range before {
+		if comp == "gateway" && after[comp] == uid {
+			t.Errorf("the gateway pod %s was not replaced after its camera URL changed", uid)
+		}
+		if comp != "gateway" && after[comp] != uid {
+			t.Errorf("%s pod replaced (%s -> %s) by a camera URL change that is the gateway's alone", comp, uid, after[comp])
+		}
+	}
+	if st, code := s.perch("status", "--config", s.cfg, "--root", s.root); code != 0 {
+		t.Errorf("perch status exited %d after the camera change:\n%s", code, st)
+	}
+	cam.stop()
+
+	out, code = s.perch("uninstall", "--root", s.root, "--init", "none", "--purge", "--yes")
+	if code != 0 {
+		t.Fatalf("uninstall exited %d:\n%s", code, out)
+	}
+	t.Logf("uninstall:\n%s", out)
+	must(t, os.Remove(filepath.Join(bin, "containerd"))) // the test's own stand-in
+	assertNothingLeft(t, s.root)
+}
+
+// logWriter sends the bundle build's lines to the test log.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// camera pushes ffmpeg's test pattern into the gateway's ingest path as
+// soon as the gateway's Service exists, as a camera that reconnects would,
+// and records when the appliance reached each milestone.
+type camera struct {
+	mu        sync.Mutex
+	at        map[string]time.Time
+	clusterIP string
+	lastErr   string
+	cancel    context.CancelFunc
+	done      chan struct{}
+}
+
+func startCamera(t *testing.T, root string) *camera {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		t.Fatal("ffmpeg not found: install it (scripts/test-deps)")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &camera{at: map[string]time.Time{}, cancel: cancel, done: make(chan struct{})}
+	t.Cleanup(c.stop)
+	go c.run(ctx, filepath.Join(root, "etc/perch/kubeconfig"))
+	return c
+}
+
+func (c *camera) mark(what string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.at[what]; !ok {
+		c.at[what] = time.Now()
+	}
+}
+
+func (c *camera) since(start time.Time, what string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.at[what]
+	if !ok {
+		return "(not seen)"
+	}
+	return at.Sub(start).Round(time.Millisecond).String()
+}
+
+func (c *camera) err() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastErr == "" {
+		return "ffmpeg said nothing"
+	}
+	return "ffmpeg: " + c.lastErr
+}
+
+func (c *camera) gatewayURL(port int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("http://%s:%d", c.clusterIP, port)
+}
+
+func (c *camera) stop() {
+	c.cancel()
+	<-c.done
+}
+
+func (c *camera) run(ctx context.Context, kubeconfig string) {
+	defer close(c.done)
+	var cs *kubernetes.Clientset
+	for ctx.Err() == nil {
+		if cs == nil {
+			if rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig); err == nil {
+				cs, _ = kubernetes.NewForConfig(rc)
+			}
+		}
+		if cs != nil {
+			c.observe(ctx, cs)
+		}
+		c.mu.Lock()
+		ip := c.clusterIP
+		c.mu.Unlock()
+		if ip == "" {
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+			"-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
+			"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p",
+			"-f", "rtsp", "-rtsp_transport", "tcp", "rtsp://"+ip+":8554/ingest/cam1")
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			c.mu.Lock()
+			c.lastErr = err.Error()
+			c.mu.Unlock()
+			return
+		}
+		go c.observeWhile(ctx, cs)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.lastErr = sc.Text()
+			c.mu.Unlock()
+		}
+		cmd.Wait()
+		sleepCtx(ctx, 2*time.Second)
+	}
+}
+
+// observe records milestones and the gateway's address.
+func (c *camera) observe(ctx context.Context, cs *kubernetes.Clientset) {
+	if nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, n := range nodes.Items {
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					c.mark("node Ready")
+				}
+			}
+		}
+	}
+	if svc, err := cs.CoreV1().Services("perch").Get(ctx, "perch-analytics-gateway", metav1.GetOptions{}); err == nil {
+		c.mu.Lock()
+		c.clusterIP = svc.Spec.ClusterIP
+		c.mu.Unlock()
+	}
+	if pods, err := cs.CoreV1().Pods("perch").List(ctx, metav1.ListOptions{}); err == nil {
+		running := map[string]bool{}
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				running[p.Labels["app.kubernetes.io/component"]] = true
+			}
+		}
+		if running["gateway"] && running["nats"] {
+			c.mark("gateway and NATS Running")
+		}
+	}
+}
+
+// observeWhile keeps observing while ffmpeg runs, and marks the camera
+// publishing once the gateway's metrics say so.
+func (c *camera) observeWhile(ctx context.Context, cs *kubernetes.Clientset) {
+	for ctx.Err() == nil {
+		if cs != nil {
+			c.observe(ctx, cs)
+		}
+		if body, err := httpGet(ctx, c.gatewayURL(9998)+"/metrics"); err == nil && strings.Contains(body, `paths{name="ingest/cam1",state="ready"} 1`) {
+			c.mark("camera publishing")
+		}
+		sleepCtx(ctx, time.Second)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), err
+}
+
+// hlsSegment fetches the playlist at url until it lists a segment, and
+// saves that segment to a file.
+func hlsSegment(ctx context.Context, t *testing.T, url string) string {
+	t.Helper()
+	var last string
+	for ctx.Err() == nil {
+		pl, err := httpGet(ctx, url)
+		if err == nil {
+			for _, line := range strings.Split(pl, "\n") {
+				line = strings.TrimSpace(line)
+				if line == "" || strings.HasPrefix(line, "#") {
+					continue
+				}
+				segURL := line
+				if !strings.HasPrefix(line, "http") {
+					segURL = url[:strings.LastIndex(url, "/")+1] + line
+				}
+				data, err := httpGet(ctx, segURL)
+				if err != nil {
+					t.Fatalf("segment %s of %s: %v", segURL, url, err)
+				}
+				p := filepath.Join(t.TempDir(), "segment.ts")
+				must(t, os.WriteFile(p, []byte(data), 0o644))
+				t.Logf("HLS: %s lists %s (%d bytes)", url, line, len(data))
+				return p
+			}
+		}
+		last = fmt.Sprintf("%v %s", err, pl)
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("no HLS segment at %s: %s", url, last)
+	return ""
+}
+
+func podPhases(pods []corev1.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Name+"="+string(p.Status.Phase))
+	}
+	return out
+}
+
+// podUIDs maps each component of the pipeline to its pod's UID.
+func podUIDs(ctx context.Context, t *testing.T, cs *kubernetes.Clientset) map[string]string {
+	t.Helper()
+	pods, err := cs.CoreV1().Pods("perch").List(ctx, metav1.ListOptions{})
+	must(t, err)
+	out := map[string]string{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			out[p.Labels["app.kubernetes.io/component"]] = string(p.UID)
+		}
+	}
+	return out
+}
+
+// assertNothingLeft checks what uninstall --purge promises: no process,
+// mount, interface, iptables rule, cgroup or file of the appliance.
+func assertNothingLeft(t *testing.T, root string) {
+	t.Helper()
+	if procs := processesMentioning(root); len(procs) > 0 {
+		t.Errorf("processes left after uninstall: %v", procs)
+	}
+	if shims, _ := exec.Command("pgrep", "-f", "containerd-shim.*/run/k3s/containerd").Output(); len(shims) > 0 {
+		t.Errorf("container shims left after uninstall: %s", shims)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(line, root) || strings.Contains(line, "/run/k3s") || strings.Contains(line, "kubelet") {
+			t.Errorf("mount left after uninstall: %s", line)
+		}
+	}
+	if err := exec.Command("ip", "link", "show", "cni0").Run(); err == nil {
+		t.Error("cni0 is still there after uninstall")
+	}
+	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+		rules, _ := exec.Command(tool).Output()
+		if strings.Contains(string(rules), "KUBE-") || strings.Contains(string(rules), "CNI-") {
+			t.Errorf("%s still has KUBE-/CNI- rules after uninstall", tool)
+		}
+	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods"); len(left) > 0 {
+		t.Errorf("kubepods cgroups left: %v", left)
+	}
+	if entries, err := os.ReadDir(root); err == nil && len(entries) > 0 {
+		var names []string
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				names = append(names, strings.TrimPrefix(p, root))
+			}
+			return nil
+		})
+		if len(names) > 0 {
+			t.Errorf("files left under the root after uninstall --purge: %v", names)
+		}
+	}
+}
