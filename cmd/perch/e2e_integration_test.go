@@ -92,9 +92,11 @@ func TestE2EAppliance(t *testing.T) {
 	before := podUIDs(ctx, t, cs)
 	must(t, os.WriteFile(s.cfg, []byte(strings.Replace(readFile(t, s.cfg), "rtsp://127.0.0.1:8554/ingest/cam1", "rtsp://localhost:8554/ingest/cam1", 1)), 0o644))
 	out, took = s.install(installArgs...)
+	t.Logf("install after the camera URL changed:\n%s", out)
 	t.Logf("timing: camera URL change rolled out in %s", took.Round(time.Millisecond))
-	if !strings.Contains(out, "perch-analytics") {
-		t.Errorf("install after a camera URL change did not touch the app:\n%s", out)
+	if !strings.Contains(out, "waiting for helm-controller to start installing the new values of perch-analytics") ||
+		!strings.Contains(out, "0 created, 1 updated, 0 deleted, 0 started, 0 restarted") {
+		t.Errorf("install after a camera URL change: want the app's manifest alone updated, then its rollout waited for:\n%s", out)
 	}
 	after := podUIDs(ctx, t, cs)
 	for comp, uid := range before {
