@@ -34,11 +34,17 @@ type entry struct {
 // Pause builds the pause command statically and wraps it as an image with
 // /pause as its entrypoint. dir is scratch space for the build.
 func Pause(dir string) (v1.Image, error) {
-	data, err := goBuild(dir, "pause", "github.com/perchedge/perch/internal/testimages/pause")
+	return program("", dir, "pause", "github.com/perchedge/perch/internal/testimages/pause")
+}
+
+// program is an image of one static binary, /NAME, as its entrypoint,
+// built from pkg of the module in modDir (goBuildIn).
+func program(modDir, dir, name, pkg string) (v1.Image, error) {
+	data, err := goBuildIn(modDir, dir, name, pkg)
 	if err != nil {
 		return nil, err
 	}
-	return image([]entry{{name: "pause", mode: 0o755, data: data}}, []string{"/pause"}, nil)
+	return image([]entry{{name: name, mode: 0o755, data: data}}, []string{"/" + name}, nil)
 }
 
 // HelmJob builds the helmjob command (helm-controller's Job contract,
@@ -46,11 +52,7 @@ func Pause(dir string) (v1.Image, error) {
 // --helm-job-image. It runs as a non-root user, as helm-controller's pod
 // security context requires, with its home where the Job mounts volumes.
 func HelmJob(dir string) (v1.Image, error) {
-	data, err := goBuild(dir, "helmjob", "github.com/perchedge/perch/internal/testimages/helmjob")
-	if err != nil {
-		return nil, err
-	}
-	img, err := image([]entry{{name: "helmjob", mode: 0o755, data: data}}, []string{"/helmjob"}, nil)
+	img, err := program("", dir, "helmjob", "github.com/perchedge/perch/internal/testimages/helmjob")
 	if err != nil {
 		return nil, err
 	}
@@ -62,10 +64,6 @@ func HelmJob(dir string) (v1.Image, error) {
 	cf.Config.User = "1000:1000"
 	cf.Config.Env = append(cf.Config.Env, "HOME=/home/klipper-helm")
 	return mutate.ConfigFile(img, cf)
-}
-
-func goBuild(dir, name, pkg string) ([]byte, error) {
-	return goBuildIn("", dir, name, pkg)
 }
 
 // goBuildIn builds pkg of the nested module in modDir (relative to this
@@ -111,42 +109,26 @@ func busybox() ([]entry, error) {
 // CoreDNS is CoreDNS from its Go module, with the plugins k3s's Corefile
 // uses (upstream/coredns), where k3s's coredns manifest runs /coredns.
 func CoreDNS(dir string) (v1.Image, error) {
-	data, err := goBuildIn("upstream", dir, "coredns", "./coredns")
-	if err != nil {
-		return nil, err
-	}
-	return image([]entry{{name: "coredns", mode: 0o755, data: data}}, []string{"/coredns"}, nil)
+	return program("upstream", dir, "coredns", "./coredns")
 }
 
 // NATS is the NATS server from its Go module, with the official image's
 // entrypoint: the chart passes only --config.
 func NATS(dir string) (v1.Image, error) {
-	data, err := goBuildIn("upstream", dir, "nats-server", "github.com/nats-io/nats-server/v2")
-	if err != nil {
-		return nil, err
-	}
-	return image([]entry{{name: "nats-server", mode: 0o755, data: data}}, []string{"/nats-server"}, nil)
+	return program("upstream", dir, "nats-server", "github.com/nats-io/nats-server/v2")
 }
 
 // MediaMTXStandIn is the gateway stand-in (standins/cmd/mediamtx): RTSP
 // push and pull, HLS and metrics as the chart uses MediaMTX, since
 // MediaMTX's module is not served here.
 func MediaMTXStandIn(dir string) (v1.Image, error) {
-	data, err := goBuildIn("standins", dir, "mediamtx", "./cmd/mediamtx")
-	if err != nil {
-		return nil, err
-	}
-	return image([]entry{{name: "mediamtx", mode: 0o755, data: data}}, []string{"/mediamtx"}, nil)
+	return program("standins", dir, "mediamtx", "./cmd/mediamtx")
 }
 
 // NATSExporterStandIn stands in for prometheus-nats-exporter
 // (standins/cmd/nats-exporter).
 func NATSExporterStandIn(dir string) (v1.Image, error) {
-	data, err := goBuildIn("standins", dir, "prometheus-nats-exporter", "./cmd/nats-exporter")
-	if err != nil {
-		return nil, err
-	}
-	return image([]entry{{name: "prometheus-nats-exporter", mode: 0o755, data: data}}, []string{"/prometheus-nats-exporter"}, nil)
+	return program("standins", dir, "prometheus-nats-exporter", "./cmd/nats-exporter")
 }
 
 // WorkerStandIn stands in for the CPU worker image (dlstreamer): busybox's
