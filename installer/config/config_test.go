@@ -69,7 +69,7 @@ func TestInvalidConfigs(t *testing.T) {
 			"registry.port: must be a whole number, got the number 50.5",
 		}},
 		{"no k3s binary", "apiVersion: perch.dev/v1alpha1\nkind: Appliance", []string{
-			"k3s.binary: required: the path of the k3s binary to install, unless bundle.source names a bundle",
+			"k3s.binary: required: the path of the k3s binary to install, unless a bundle is named (bundle.source, PERCH_BUNDLE_SOURCE, or install --bundle)",
 		}},
 		{"managed and odd extraArgs", minimal + "  extraArgs: ['--token=abc', 'disable-agent', '--write-kubeconfig-mode=644', '--kube-apiserver-arg=v=2']", []string{
 			"k3s.extraArgs[0]: --token is set from node.token; use that key instead",

@@ -161,7 +161,7 @@ func validateServerURL(s string, es *FieldErrors) {
 func validateK3s(c *Appliance, es *FieldErrors) {
 	k := &c.K3s
 	if k.Binary == "" && c.Bundle.Source == "" {
-		es.add("k3s.binary", "required: the path of the k3s binary to install, unless bundle.source names a bundle")
+		es.add("k3s.binary", "required: the path of the k3s binary to install, unless a bundle is named (bundle.source, PERCH_BUNDLE_SOURCE, or install --bundle)")
 	}
 	if k.Binary != "" && !path.IsAbs(k.Binary) {
 		es.add("k3s.binary", "must be an absolute path, got %q", k.Binary)
