@@ -186,3 +186,22 @@ func TestBundleKeygen(t *testing.T) {
 		t.Fatalf("keygen without --out: exit %d", code)
 	}
 }
+
+// A file installed with --bundle names no k3s source; commands that install
+// nothing take it as it is, install asks for the bundle.
+func TestFileInstalledWithBundle(t *testing.T) {
+	root := t.TempDir()
+	for _, args := range [][]string{
+		{"status", "--config", "../../testdata/e2e.yaml", "--root", root},
+		{"uninstall", "--config", "../../testdata/e2e.yaml", "--root", root, "--init", "none", "--yes"},
+	} {
+		_, stderr, code := perch(t, "", args...)
+		if code == 2 || strings.Contains(stderr, "k3s.binary") {
+			t.Errorf("perch %s: exit %d, %s", args[0], code, stderr)
+		}
+	}
+	_, stderr, code := perch(t, "", "plan", "--config", "../../testdata/e2e.yaml", "--root", root, "--init", "none")
+	if code != 2 || !strings.Contains(stderr, "k3s.binary: required") || !strings.Contains(stderr, "install --bundle") {
+		t.Errorf("plan without a bundle: exit %d, %s", code, stderr)
+	}
+}

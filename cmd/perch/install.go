@@ -57,6 +57,16 @@ func (t *target) load(s *streams, ignore ...string) (config.Appliance, error) {
 	return cfg, err
 }
 
+// loadOrDefault is the config of commands that install nothing (status,
+// uninstall): the defaults without --config, and install-only keys do not
+// count, since a file installed with --bundle names no k3s source itself.
+func (t *target) loadOrDefault(s *streams) (config.Appliance, error) {
+	if t.configFile == "" {
+		return config.Default(), nil
+	}
+	return t.load(s, config.InstallOnly...)
+}
+
 // installer validates flags, loads the config and prepares an installer.
 func (t *target) installer(s *streams, sink engine.Sink) (*installer.Installer, error) {
 	if err := t.check(); err != nil {
@@ -180,12 +190,9 @@ func newUninstallCmd(s *streams) *cobra.Command {
 			if err := t.check(); err != nil {
 				return err
 			}
-			cfg := config.Default()
-			if t.configFile != "" {
-				var err error
-				if cfg, err = t.load(s); err != nil {
-					return err
-				}
+			cfg, err := t.loadOrDefault(s)
+			if err != nil {
+				return err
 			}
 			inst, err := installer.New(cfg, installer.Options{Root: t.root, Init: t.init})
 			if err != nil {

@@ -44,14 +44,9 @@ func newStatusCmd(s *streams) *cobra.Command {
 			if err := t.check(); err != nil {
 				return err
 			}
-			cfg := config.Default()
-			if t.configFile != "" {
-				var err error
-				// status installs nothing: a file installed with --bundle
-				// names no k3s source of its own
-				if cfg, err = t.load(s, config.InstallOnly...); err != nil {
-					return err
-				}
+			cfg, err := t.loadOrDefault(s)
+			if err != nil {
+				return err
 			}
 			h, err := host.Open(t.root)
 			if err != nil {
