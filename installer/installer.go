@@ -15,11 +15,14 @@ import (
 	"syscall"
 
 	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/installer/apps"
+	"github.com/perchedge/perch/installer/bundle"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
 	"github.com/perchedge/perch/installer/k3s"
-	"github.com/perchedge/perch/installer/mirror"
+	"github.com/perchedge/perch/installer/node"
+	"github.com/perchedge/perch/installer/registry"
 )
 
 // Options are the per-run settings that are not part of the appliance.
@@ -32,19 +35,17 @@ type Options struct {
 	GPU gpu.Library
 }
 
-// Installer holds what one run needs.
+// Installer holds what one run needs: the node and the step families
+// that work on it.
 type Installer struct {
-	cfg    config.Appliance
-	host   *host.Host
-	env    *k3s.Env
-	sink   engine.Sink
-	arch   string
-	bundle *bundle
-	mirror *mirror.Mirror
-	gpu    gpu.Library
-	// rollouts are the apps whose HelmChart this install changed, with the
-	// install Job each had before (apps -> apps-ready).
-	rollouts map[string]jobMark
+	node     *node.Node
+	k3s      *k3s.K3s
+	registry *registry.Registry // nil when registry.enabled is off
+	apps     *apps.Apps
+	bundle   *bundle.Bundle // nil when the config names none
+	sink     engine.Sink
+	arch     string
+	loaded   bool
 }
 
 // New opens the host and prepares the steps; it changes nothing.
@@ -65,7 +66,7 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 	}
 	// Services of the none init run the installed copy, which outlives
 	// wherever this perch was started from.
-	in, err := host.NewInit(h, o.Init, h.Path(k3s.PerchPath))
+	in, err := host.NewInit(h, o.Init, h.Path(node.PerchPath))
 	if err != nil {
 		return nil, err
 	}
@@ -77,107 +78,95 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 		}
 		name = strings.ToLower(hn)
 	}
-	env := &k3s.Env{Cfg: &cfg, Host: h, Init: in, NodeName: name, PerchBinary: self, RestrictOOMScoreAdj: k3s.LacksSysResource()}
-	env.NvidiaRuntime = func() string { return nvidiaRuntime(h) }
-	i := &Installer{cfg: cfg, host: h, env: env, sink: o.Sink, arch: runtime.GOARCH, gpu: o.GPU}
-	if i.gpu == nil {
-		i.gpu = gpu.Open()
+	n := &node.Node{Cfg: &cfg, Host: h, Init: in, Name: name, PerchBinary: self, GPU: o.GPU}
+	if n.GPU == nil {
+		n.GPU = gpu.Open()
 	}
-	if i.mirror, err = mirror.New(env); err != nil {
+	i := &Installer{node: n, sink: o.Sink, arch: runtime.GOARCH, apps: apps.New(n)}
+	if i.registry, err = registry.New(n); err != nil {
 		return nil, err
 	}
-	if i.mirror != nil {
-		env.Registries = i.mirror.RegistriesYAML
+	var registries func() ([]byte, error)
+	if i.registry != nil {
+		registries = i.registry.RegistriesYAML
 	}
+	i.k3s = k3s.New(n, registries)
 	return i, nil
 }
 
-// steps are the install in order; the bundle, when there is one, goes in
-// place right after preflight, before anything that uses it.
-func (i *Installer) steps(ctx context.Context) ([]engine.Step, error) {
-	if err := i.loadBundle(ctx); err != nil {
-		return nil, err
+// load reads the bundle's signed manifest, once, before the steps are made.
+func (i *Installer) load(ctx context.Context) error {
+	if i.loaded {
+		return nil
 	}
-	steps := k3s.Steps(i.env)
-	if i.bundle != nil {
-		steps = slices.Insert(steps, 1, engine.Step(&bundleStep{i}))
+	b, err := bundle.Load(ctx, i.node, i.arch, i.report)
+	if err != nil {
+		return err
 	}
-	if i.cfg.GPU.Mode != config.GPUOff {
-		// right after preflight: a node that cannot give pods its GPUs is
-		// refused before anything is written
-		steps = slices.Insert(steps, 1, engine.Step(&gpuStep{cfg: &i.cfg, host: i.host, lib: i.gpu}))
+	i.bundle, i.loaded = b, true
+	return nil
+}
+
+func (i *Installer) report(step string) *engine.Reporter {
+	sink := i.sink
+	if sink == nil {
+		sink = func(engine.Event) {}
 	}
-	if i.env.RunsAgent() {
-		// after k3s-ready: the Node exists then
-		at := slices.IndexFunc(steps, func(s engine.Step) bool { return s.Name() == "k3s-ready" })
-		steps = slices.Insert(steps, at+1, engine.Step(&gpuLabelsStep{i}))
-	}
-	if i.cfg.Node.Role == config.RoleServer {
-		// every server writes the same manifests; k3s applies them once
-		steps = append(steps, &appsStep{i}, &appsReadyStep{i}, &gpuValidateStep{i})
-	}
-	if i.mirror != nil {
-		// registry up and images in before k3s reads registries.yaml
-		at := slices.IndexFunc(steps, func(s engine.Step) bool { return s.Name() == "k3s-config" })
-		steps = slices.Insert(steps, at, i.mirror.Steps()...)
-	}
-	return steps, nil
+	return engine.NewReporter(step, sink)
 }
 
 // Describe says in one line what is being installed where.
 func (i *Installer) Describe() string {
-	role := string(i.cfg.Node.Role)
+	role := string(i.node.Cfg.Node.Role)
 	switch {
-	case i.cfg.Node.ClusterInit:
+	case i.node.Cfg.Node.ClusterInit:
 		role = "first server of an HA cluster"
-	case i.cfg.Node.Role == config.RoleServer && i.cfg.Node.ServerURL != "":
-		role = "server joining " + i.cfg.Node.ServerURL
-	case i.cfg.Node.Role == config.RoleAgent:
-		role = "agent joining " + i.cfg.Node.ServerURL
+	case i.node.Cfg.Node.Role == config.RoleServer && i.node.Cfg.Node.ServerURL != "":
+		role = "server joining " + i.node.Cfg.Node.ServerURL
+	case i.node.Cfg.Node.Role == config.RoleAgent:
+		role = "agent joining " + i.node.Cfg.Node.ServerURL
 	}
-	return fmt.Sprintf("node %s: %s, root %s, init %s", i.env.NodeName, role, i.host.Root(), i.env.Init.Name())
+	return fmt.Sprintf("node %s: %s, root %s, init %s", i.node.Name, role, i.node.Host.Root(), i.node.Init.Name())
 }
 
 // Plan says what Install would change, writing nothing.
 func (i *Installer) Plan(ctx context.Context) (engine.Plan, error) {
-	steps, err := i.steps(ctx)
-	if err != nil {
+	if err := i.load(ctx); err != nil {
 		return engine.Plan{}, err
 	}
-	return engine.MakePlan(ctx, steps)
+	return engine.MakePlan(ctx, i.steps())
 }
 
 // Install converges the node to the config. A bundle that is not installed
 // yet is verified in full first: a bad one changes nothing on the host.
 func (i *Installer) Install(ctx context.Context) (engine.Summary, error) {
-	steps, err := i.steps(ctx)
-	if err != nil {
+	if err := i.load(ctx); err != nil {
 		return engine.Summary{}, err
 	}
-	if i.bundle != nil {
-		ok, err := i.bundleInstalled()
+	if b := i.bundle; b != nil {
+		ok, err := b.Installed()
 		if err != nil {
 			return engine.Summary{}, err
 		}
 		if !ok {
-			if err := i.stageBundle(ctx); err != nil {
+			if err := b.Stage(ctx); err != nil {
 				return engine.Summary{}, err
 			}
-			defer i.dropStaging()
+			defer b.DropStaging()
 		}
 	}
-	return engine.Run(ctx, steps, engine.Options{Store: i.host, Sink: i.sink})
+	return engine.Run(ctx, i.steps(), engine.Options{Store: i.node.Host, Sink: i.sink})
 }
 
 // Uninstall stops and removes what the journal says Perch created, newest
 // first. Data (the k3s data dir, Perch's state) stays unless purge.
 func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error) {
-	lock, err := engine.AcquireLock(i.host)
+	lock, err := engine.AcquireLock(i.node.Host)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release()
-	j, err := engine.ReadJournal(i.host)
+	j, err := engine.ReadJournal(i.node.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +177,7 @@ func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error)
 	// services first: nothing may run from files about to go
 	for _, o := range owned {
 		if o.Kind == engine.Service {
-			if err := i.env.Init.Uninstall(ctx, o.Target); err != nil {
+			if err := i.node.Init.Uninstall(ctx, o.Target); err != nil {
 				return done, fmt.Errorf("remove service %s: %w", o.Target, err)
 			}
 			done = append(done, "removed service "+o.Target)
@@ -205,7 +194,7 @@ func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error)
 		if err != nil {
 			return done, fmt.Errorf("clean up after k3s: %w", err)
 		}
-		if err := unmountUnder(i.host.Path("/run/k3s"), i.host.Path("/var/lib/kubelet"), i.host.Path(path.Join(i.cfg.K3s.DataDir, "agent"))); err != nil {
+		if err := unmountUnder(i.node.Host.Path("/run/k3s"), i.node.Host.Path("/var/lib/kubelet"), i.node.Host.Path(path.Join(i.node.Cfg.K3s.DataDir, "agent"))); err != nil {
 			return done, err
 		}
 	}
@@ -213,7 +202,7 @@ func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error)
 		if o.Kind != engine.File && o.Kind != engine.Link {
 			continue
 		}
-		removed, err := i.host.Remove(o.Target)
+		removed, err := i.node.Host.Remove(o.Target)
 		if err != nil {
 			return done, err
 		}
@@ -224,20 +213,20 @@ func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error)
 	if !purge {
 		j.Owned = nil
 		j.Status = "uninstalled"
-		return done, j.Save(i.host)
+		return done, j.Save(i.node.Host)
 	}
-	dataDir := i.cfg.K3s.DataDir
-	if err := unmountUnder(i.host.Path(dataDir), i.host.Path("/run/k3s"), i.host.Path("/var/lib/kubelet")); err != nil {
+	dataDir := i.node.Cfg.K3s.DataDir
+	if err := unmountUnder(i.node.Host.Path(dataDir), i.node.Host.Path("/run/k3s"), i.node.Host.Path("/var/lib/kubelet")); err != nil {
 		return done, err
 	}
 	for _, p := range []string{dataDir, "/etc/rancher/k3s", "/etc/perch", "/var/log/perch", "/run/perch", "/run/k3s", engine.StateDir} {
-		if _, err := i.host.Stat(p); err != nil {
+		if _, err := i.node.Host.Stat(p); err != nil {
 			continue
 		}
 		if p == engine.StateDir {
 			lock.Release() // the lock file lives there
 		}
-		if err := i.host.RemoveAll(p); err != nil {
+		if err := i.node.Host.RemoveAll(p); err != nil {
 			return done, err
 		}
 		done = append(done, "purged "+p)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/perchedge/perch/installer/config"
-	"github.com/perchedge/perch/installer/tui"
+	"github.com/perchedge/perch/installer/wizard"
 )
 
 // runWizard asks on the terminal for what --config would have said, then
@@ -16,8 +16,8 @@ func runWizard(ctx context.Context, s *streams, t *target, dryRun bool) error {
 	if err := t.check(); err != nil {
 		return err
 	}
-	o := tui.Options{
-		Backend: &tui.System{Root: t.root, Init: t.init},
+	o := wizard.Options{
+		Backend: &wizard.System{Root: t.root, Init: t.init},
 		DryRun:  dryRun,
 		Tick:    time.Second,
 		Root:    t.root,
@@ -29,7 +29,7 @@ func runWizard(ctx context.Context, s *streams, t *target, dryRun bool) error {
 	if start, err := config.Load(config.Source{Flags: t.flags}); err == nil || errors.As(err, &inv) {
 		o.Start = &start
 	}
-	res, err := tui.Run(ctx, s.in, s.out, o)
+	res, err := wizard.Run(ctx, s.in, s.out, o)
 	if err != nil {
 		return err
 	}

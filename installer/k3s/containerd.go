@@ -6,6 +6,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/perchedge/perch/installer/converge"
 )
 
 // ContainerdTemplatePath is where k3s looks for a containerd config
@@ -144,9 +146,9 @@ enable_keychain = true
 `
 
 // containerdFiles is the template, on agents of a host that needs it.
-func (e *Env) containerdFiles() []WantFile {
-	if !e.RestrictOOMScoreAdj || !e.RunsAgent() {
+func (e *K3s) containerdFiles() []converge.File {
+	if !e.restrictOOMScoreAdj || !e.n.RunsAgent() {
 		return nil
 	}
-	return []WantFile{{Path: path.Join(e.Cfg.K3s.DataDir, ContainerdTemplatePath), Data: []byte(containerdTemplate), Mode: 0o644}}
+	return []converge.File{{Path: path.Join(e.n.Cfg.K3s.DataDir, ContainerdTemplatePath), Data: []byte(containerdTemplate), Mode: 0o644}}
 }

@@ -81,7 +81,7 @@ func TestContainerdTemplateOnlyWhereNeeded(t *testing.T) {
 		{"k3s: {binary: /opt/k3s, disableAgent: true}", true, false},
 	} {
 		e := env(t, tt.mod)
-		e.RestrictOOMScoreAdj = tt.restrict
+		e.restrictOOMScoreAdj = tt.restrict
 		files, err := e.configFiles()
 		if err != nil {
 			t.Fatal(err)
@@ -100,7 +100,7 @@ func TestContainerdTemplateOnlyWhereNeeded(t *testing.T) {
 // told not to fall back to the internet.
 func TestConfigFileUsesPerchRegistries(t *testing.T) {
 	e := env(t, "")
-	e.Registries = func() ([]byte, error) { return []byte("mirrors: {}\n"), nil }
+	e.registries = func() ([]byte, error) { return []byte("mirrors: {}\n"), nil }
 	body, err := e.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestConfigFileUsesPerchRegistries(t *testing.T) {
 	if err := yaml.Unmarshal(body, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got["private-registry"] != e.Host.Path(RegistriesPath) || got["disable-default-registry-endpoint"] != true {
+	if got["private-registry"] != e.n.Host.Path(RegistriesPath) || got["disable-default-registry-endpoint"] != true {
 		t.Errorf("config.yaml: %v", got)
 	}
 }
@@ -122,12 +122,16 @@ func TestServiceDigestFollowsNvidiaRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := ""
-	e.NvidiaRuntime = func() string { return rt }
+	// an executable that is not the runtime is not one
+	if _, err := e.n.Host.WriteFile("/usr/bin/nvidia-container-runtime", []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if d, _ := e.serviceDigest(); d != before {
 		t.Error("a node without the NVIDIA runtime got a new digest")
 	}
-	rt = "/usr/bin/nvidia-container-runtime"
+	if _, err := e.n.Host.WriteFile("/usr/bin/nvidia-container-runtime", []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if d, _ := e.serviceDigest(); d == before {
 		t.Error("the NVIDIA runtime appeared and the digest did not change")
 	}

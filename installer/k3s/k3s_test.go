@@ -11,9 +11,10 @@ import (
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
+	"github.com/perchedge/perch/installer/node"
 )
 
-func env(t *testing.T, mod string) *Env {
+func env(t *testing.T, mod string) *K3s {
 	t.Helper()
 	doc := "apiVersion: perch.dev/v1alpha1\nkind: Appliance\n" + mod
 	if !strings.Contains(mod, "k3s:") {
@@ -31,7 +32,9 @@ func env(t *testing.T, mod string) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{Cfg: &cfg, Host: h, Init: in, NodeName: "edge-01"}
+	k := New(&node.Node{Cfg: &cfg, Host: h, Init: in, Name: "edge-01"}, nil)
+	k.restrictOOMScoreAdj = false // what this machine lacks is not the test's business
+	return k
 }
 
 func TestConfigFilePerRole(t *testing.T) {
@@ -61,7 +64,7 @@ func TestConfigFilePerRole(t *testing.T) {
 			if err := yaml.Unmarshal(body, &got); err != nil {
 				t.Fatal(err)
 			}
-			root := e.Host.Root()
+			root := e.n.Host.Root()
 			want := map[string]any{
 				"node-name":             "edge-01",
 				"data-dir":              root + "/var/lib/rancher/k3s",
@@ -87,7 +90,7 @@ func TestConfigFilePerRole(t *testing.T) {
 // An inline token lands in its own 0600 file and never in the plan text.
 func TestTokenIsASecretFile(t *testing.T) {
 	e := env(t, "node: {clusterInit: true, token: s3cret}")
-	s := &FilesStep{Env: e, StepName: "k3s-config", Files: e.configFiles}
+	s := e.Config()
 	cs, err := s.Plan(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +105,7 @@ func TestTokenIsASecretFile(t *testing.T) {
 	if err := s.Apply(context.Background(), cs, nil); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := e.Host.Stat(TokenPath)
+	fi, err := e.n.Host.Stat(TokenPath)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("token file %v %v", fi, err)
 	}
@@ -111,7 +114,7 @@ func TestTokenIsASecretFile(t *testing.T) {
 	}
 	// A changed token changes what k3s read at start: restart needed.
 	d1, _ := e.serviceDigest()
-	e.Cfg.Node.Token = "other"
+	e.n.Cfg.Node.Token = "other"
 	if d2, _ := e.serviceDigest(); d1 == d2 {
 		t.Fatal("token change does not change the service digest")
 	}

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/perchedge/perch/installer/config"
@@ -22,38 +20,28 @@ import (
 // readyStep waits until k3s serves: the API for a server without agent, the
 // Node object Ready otherwise. On a timeout it shows the end of k3s's log,
 // which is where the reason always is.
-type readyStep struct{ env *Env }
+type readyStep struct{ k *K3s }
 
 func (s *readyStep) Name() string { return "k3s-ready" }
 
 // what is awaited, and how the plan says it
 func (s *readyStep) what() (subject, plan string) {
-	e := s.env
-	if e.Cfg.Node.Role == config.RoleServer && e.Cfg.K3s.DisableAgent {
+	e := s.k
+	if e.n.Cfg.Node.Role == config.RoleServer && e.n.Cfg.K3s.DisableAgent {
 		return "the Kubernetes API", "the Kubernetes API to answer"
 	}
-	return "node " + e.NodeName, "node " + e.NodeName + " to be Ready"
+	return "node " + e.n.Name, "node " + e.n.Name + " to be Ready"
 }
 
 func (s *readyStep) Plan(context.Context) ([]engine.Change, error) {
 	_, target := s.what()
 	return []engine.Change{{Action: engine.Wait, Kind: engine.Check, Target: target,
-		Detail: "timeout " + s.env.Cfg.K3s.ReadyTimeout.String()}}, nil
-}
-
-// kubeconfig is the one this node can read itself with: the admin one on a
-// server, the kubelet's on an agent.
-func (s *readyStep) kubeconfig() string {
-	e := s.env
-	if e.Cfg.Node.Role == config.RoleAgent {
-		return path.Join(e.Cfg.K3s.DataDir, "agent/kubelet.kubeconfig")
-	}
-	return K3sKubeconfig
+		Detail: "timeout " + s.k.n.Cfg.K3s.ReadyTimeout.String()}}, nil
 }
 
 func (s *readyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Reporter) error {
-	e := s.env
-	ctx, cancel := context.WithTimeout(ctx, e.Cfg.K3s.ReadyTimeout)
+	e := s.k
+	ctx, cancel := context.WithTimeout(ctx, e.n.Cfg.K3s.ReadyTimeout)
 	defer cancel()
 	start := time.Now()
 	subject, target := s.what()
@@ -69,15 +57,15 @@ func (s *readyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Repo
 			r.Logf("not ready yet: %s", why)
 			last = why
 		}
-		if st, err := e.Init.Status(ctx, e.ServiceName()); err == nil && !st.Installed {
+		if st, err := e.n.Init.Status(ctx, e.ServiceName()); err == nil && !st.Installed {
 			return fmt.Errorf("service %s is gone", e.ServiceName())
 		}
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				tail, _ := e.Init.LogTail(context.Background(), e.ServiceName(), 30)
+				tail, _ := e.n.Init.LogTail(context.Background(), e.ServiceName(), 30)
 				return fmt.Errorf("k3s was not ready after %s (%s); raise k3s.readyTimeout if the machine is slow. Last lines of the %s log:\n%s",
-					e.Cfg.K3s.ReadyTimeout, why, e.ServiceName(), indent(tail))
+					e.n.Cfg.K3s.ReadyTimeout, why, e.ServiceName(), indent(tail))
 			}
 			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
@@ -86,10 +74,10 @@ func (s *readyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Repo
 }
 
 func (s *readyStep) check(ctx context.Context) (bool, string) {
-	e := s.env
-	raw, err := e.Host.ReadFile(s.kubeconfig())
+	e := s.k
+	raw, err := e.n.Host.ReadFile(e.n.SelfKubeconfig())
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, "k3s has not written " + s.kubeconfig() + " yet"
+		return false, "k3s has not written " + e.n.SelfKubeconfig() + " yet"
 	}
 	if err != nil {
 		return false, err.Error()
@@ -103,16 +91,16 @@ func (s *readyStep) check(ctx context.Context) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	if e.Cfg.Node.Role == config.RoleServer {
+	if e.n.Cfg.Node.Role == config.RoleServer {
 		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		if err != nil || strings.TrimSpace(string(body)) != "ok" {
 			return false, "API server not ready"
 		}
-		if e.Cfg.K3s.DisableAgent {
+		if e.n.Cfg.K3s.DisableAgent {
 			return true, ""
 		}
 	}
-	node, err := cs.CoreV1().Nodes().Get(ctx, e.NodeName, metav1.GetOptions{})
+	node, err := cs.CoreV1().Nodes().Get(ctx, e.n.Name, metav1.GetOptions{})
 	if err != nil {
 		return false, "node not registered yet"
 	}
@@ -129,24 +117,4 @@ func (s *readyStep) check(ctx context.Context) (bool, string) {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
-}
-
-// NodeRESTConfig is a client config this node can use for its own Node
-// object: the admin one on a server, the kubelet's on an agent.
-func (e *Env) NodeRESTConfig() (*rest.Config, error) {
-	raw, err := e.Host.ReadFile((&readyStep{e}).kubeconfig())
-	if err != nil {
-		return nil, err
-	}
-	return clientcmd.RESTConfigFromKubeConfig(raw)
-}
-
-// RESTConfig is the admin client config of this server, from the
-// kubeconfig k3s writes.
-func (e *Env) RESTConfig() (*rest.Config, error) {
-	raw, err := e.Host.ReadFile(K3sKubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	return clientcmd.RESTConfigFromKubeConfig(raw)
 }

@@ -1,0 +1,328 @@
+// Package apps deploys the apps the config wants as HelmCharts in k3s's
+// auto-deploy directory (apps), and waits until each is ready by its pods
+// (apps-ready).
+package apps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	helmclient "github.com/k3s-io/helm-controller/pkg/generated/clientset/versioned"
+	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/perchedge/perch/airgap/registry"
+	"github.com/perchedge/perch/bundles"
+	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/installer/node"
+	"github.com/perchedge/perch/manifests/render"
+)
+
+// allApps are every app Perch may deploy: one the config stops wanting is
+// removed.
+var allApps = []string{render.DevicePlugin, render.Monitoring, render.DCGMExporter, render.Analytics}
+
+// appsStep deploys the apps the config wants as HelmChart manifests in
+// k3s's auto-deploy directory, with their charts where k3s serves them,
+// and removes the apps it no longer wants. An unchanged app's files are
+// not touched, so k3s does not redeploy it.
+type appsStep struct{ a *Apps }
+
+// Apps are the apps of one server node.
+type Apps struct {
+	n *node.Node
+	// rollouts are the apps whose HelmChart this install changed, with the
+	// install Job each had before (apps -> apps-ready).
+	rollouts map[string]jobMark
+}
+
+// New are the apps of n, a server.
+func New(n *node.Node) *Apps { return &Apps{n: n} }
+
+// Deploy writes the apps' HelmCharts and charts, and removes apps the
+// config no longer wants.
+func (a *Apps) Deploy() engine.Step { return &appsStep{a} }
+
+// Ready waits until every app is ready.
+func (a *Apps) Ready() engine.Step { return &appsReadyStep{a} }
+
+func (s *appsStep) Name() string { return "apps" }
+
+func (s *appsStep) dataPath(rel string) string { return path.Join(s.a.n.Cfg.K3s.DataDir, rel) }
+
+// desired renders the apps. ok is false while the bundle, whose charts
+// they need, is not on the host yet: the plan made just before this step
+// runs sees it.
+func (s *appsStep) desired(ctx context.Context) (apps []render.App, ok bool, err error) {
+	var in render.Inputs
+	// the gpu step has already said what is wrong with the GPUs
+	in.GPU, _, _ = s.a.n.GPUs(ctx)
+	if b := s.a.n.Bundle; b != nil {
+		dir := s.a.n.Host.Path(b.Dir)
+		if _, err := os.Stat(filepath.Join(dir, bundles.ManifestName)); errors.Is(err, fs.ErrNotExist) {
+			return nil, false, nil
+		}
+		// the manifest verified at plan time, not a second read from disk
+		for _, c := range b.Manifest.Charts {
+			in.Charts = append(in.Charts, render.Chart{Name: c.Name, Version: c.Version, Path: filepath.Join(dir, filepath.FromSlash(c.Path))})
+		}
+	}
+	apps, err = render.Apps(s.a.n.Cfg, in)
+	return apps, true, err
+}
+
+// files are what the apps need on disk, charts before the manifests that
+// point at them. Manifests are 0600: their values hold camera URLs, which
+// may carry passwords.
+func (s *appsStep) files(apps []render.App) []wantFile {
+	var out []wantFile
+	for _, a := range apps {
+		out = append(out, wantFile{s.dataPath(a.Chart.Path), a.Chart.Data, 0o644})
+	}
+	for _, a := range apps {
+		out = append(out, wantFile{s.dataPath(a.File), a.YAML, 0o600})
+	}
+	return out
+}
+
+// jobMark identifies one run of an app's helm-install Job: helm-controller
+// recreates the Job, or changes its config hash, for new values.
+type jobMark struct{ uid, hash string }
+
+// helmConfigHash is the annotation helm-controller puts on the install
+// Job's pod template: a hash of the values and chart content it installs.
+const helmConfigHash = "helmcharts.helm.cattle.io/configHash"
+
+func markOf(j *batchv1.Job) jobMark {
+	return jobMark{string(j.UID), j.Spec.Template.Annotations[helmConfigHash]}
+}
+
+// installJobs are the install Jobs the apps have now. Until helm-controller
+// replaces an app's Job, its old state says nothing about the new values.
+// Best effort: an app without a readable Job is new, or waited for anyway.
+func (s *appsStep) installJobs(ctx context.Context, apps []render.App) map[string]jobMark {
+	out := map[string]jobMark{}
+	cs, err := s.a.n.Kube(30 * time.Second)
+	if err != nil {
+		return out
+	}
+	for _, a := range apps {
+		j, err := cs.BatchV1().Jobs(render.HelmChartNamespace).Get(ctx, "helm-install-"+a.Name, metav1.GetOptions{})
+		if err == nil {
+			out[a.Name] = markOf(j)
+		}
+	}
+	return out
+}
+
+type wantFile struct {
+	path string
+	data []byte
+	mode fs.FileMode
+}
+
+// GrafanaPasswordPath holds the Grafana admin password Perch generated.
+const GrafanaPasswordPath = "/etc/perch/secrets/grafana-admin-password"
+
+func (s *appsStep) grafanaManifest() string {
+	return s.dataPath(path.Join(render.ManifestsDir, render.GrafanaAdminSecret+".yaml"))
+}
+
+// wantsGrafana says whether Grafana is deployed, and so needs its login.
+func (s *appsStep) wantsGrafana(apps []render.App) bool {
+	return s.a.n.Cfg.Monitoring.Grafana && slices.ContainsFunc(apps, func(a render.App) bool { return a.Name == render.Monitoring })
+}
+
+// grafanaFiles are the admin password and the Secret manifest made from
+// it; nil while the password has not been generated.
+func (s *appsStep) grafanaFiles() ([]wantFile, error) {
+	raw, err := s.a.n.Host.ReadFile(GrafanaPasswordPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := render.GrafanaAdminManifest(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return nil, err
+	}
+	return []wantFile{{GrafanaPasswordPath, raw, 0o600}, {s.grafanaManifest(), m, 0o600}}, nil
+}
+
+func (s *appsStep) Plan(ctx context.Context) ([]engine.Change, error) {
+	apps, ok, err := s.desired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return []engine.Change{{Action: engine.Create, Kind: engine.File, Target: s.dataPath(render.ManifestsDir),
+			Detail: "the apps of the bundle, rendered once it is installed"}}, nil
+	}
+	var cs []engine.Change
+	files := s.files(apps)
+	if s.wantsGrafana(apps) {
+		gf, err := s.grafanaFiles()
+		if err != nil {
+			return nil, err
+		}
+		if gf == nil {
+			cs = append(cs,
+				engine.Change{Action: engine.Create, Kind: engine.File, Target: GrafanaPasswordPath, Detail: "mode 0600, secret, Grafana's admin password"},
+				engine.Change{Action: engine.Create, Kind: engine.File, Target: s.grafanaManifest(), Detail: "mode 0600, secret"})
+		}
+		files = append(files, gf...)
+	} else if _, err := s.a.n.Host.Stat(s.grafanaManifest()); err == nil {
+		cs = append(cs, engine.Change{Action: engine.Delete, Kind: engine.File, Target: s.grafanaManifest()})
+	}
+	for _, f := range files {
+		have, err := s.a.n.Host.ReadFile(f.path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			cs = append(cs, engine.Change{Action: engine.Create, Kind: engine.File, Target: f.path})
+		case err != nil:
+			return nil, err
+		case string(have) != string(f.data):
+			cs = append(cs, engine.Change{Action: engine.Update, Kind: engine.File, Target: f.path})
+		default:
+			if fi, err := s.a.n.Host.Stat(f.path); err == nil && fi.Mode().Perm() != f.mode {
+				cs = append(cs, engine.Change{Action: engine.Update, Kind: engine.File, Target: f.path, Detail: fmt.Sprintf("mode %04o", f.mode)})
+			}
+		}
+	}
+	stale, err := s.stale(ctx, apps)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range stale {
+		file := s.dataPath(path.Join(render.ManifestsDir, name+".yaml"))
+		if _, err := s.a.n.Host.Stat(file); err == nil {
+			cs = append(cs, engine.Change{Action: engine.Delete, Kind: engine.File, Target: file})
+		}
+		cs = append(cs, engine.Change{Action: engine.Delete, Kind: engine.App, Target: name,
+			Detail: "the config no longer wants it; helm-controller uninstalls its release"})
+	}
+	return cs, nil
+}
+
+// stale are the apps Perch deployed that the config no longer wants: a
+// manifest file left in server/manifests, or a HelmChart of Perch's still
+// in the cluster (deleting the file does not delete it).
+func (s *appsStep) stale(ctx context.Context, apps []render.App) ([]string, error) {
+	var out []string
+	for _, name := range allApps {
+		if slices.ContainsFunc(apps, func(a render.App) bool { return a.Name == name }) {
+			continue
+		}
+		if _, err := s.a.n.Host.Stat(s.dataPath(path.Join(render.ManifestsDir, name+".yaml"))); err == nil {
+			out = append(out, name)
+		}
+	}
+	hc, err := s.helmCharts()
+	if err != nil {
+		// no cluster yet: nothing can be deployed in it
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	list, err := hc.HelmV1().HelmCharts(render.HelmChartNamespace).List(ctx, metav1.ListOptions{LabelSelector: render.LabelManagedBy + "=" + render.ManagedBy})
+	if err != nil {
+		return out, nil
+	}
+	for _, h := range list.Items {
+		if h.DeletionTimestamp != nil {
+			continue // helm-controller is uninstalling it
+		}
+		if !slices.Contains(out, h.Name) && !slices.ContainsFunc(apps, func(a render.App) bool { return a.Name == h.Name }) {
+			out = append(out, h.Name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (s *appsStep) helmCharts() (helmclient.Interface, error) {
+	rc, err := s.a.n.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 5 * time.Second
+	return helmclient.NewForConfig(rc)
+}
+
+func (s *appsStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Reporter) error {
+	apps, ok, err := s.desired(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("apps: bundle %s is not installed at %s", s.a.n.Bundle.Manifest.Name, s.a.n.Bundle.Dir)
+	}
+	files := s.files(apps)
+	if s.wantsGrafana(apps) {
+		if _, err := s.a.n.Host.Stat(GrafanaPasswordPath); errors.Is(err, fs.ErrNotExist) {
+			pw, err := registry.RandomPassword()
+			if err != nil {
+				return err
+			}
+			if _, err := s.a.n.Host.WriteFile(GrafanaPasswordPath, []byte(pw+"\n"), 0o600); err != nil {
+				return err
+			}
+		}
+		gf, err := s.grafanaFiles()
+		if err != nil {
+			return err
+		}
+		files = append(files, gf...)
+	}
+	before := s.installJobs(ctx, apps)
+	for _, f := range files {
+		changed, err := s.a.n.Host.WriteFile(f.path, f.data, f.mode)
+		if err != nil {
+			return err
+		}
+		if changed {
+			r.Logf("wrote %s", f.path)
+		}
+		for _, a := range apps {
+			if m, ok := before[a.Name]; ok && changed && f.path == s.dataPath(a.File) {
+				if s.a.rollouts == nil {
+					s.a.rollouts = map[string]jobMark{}
+				}
+				s.a.rollouts[a.Name] = m
+			}
+		}
+	}
+	for _, c := range cs {
+		if c.Action != engine.Delete {
+			continue
+		}
+		switch c.Kind {
+		case engine.File:
+			// first, or k3s would apply the file again
+			if _, err := s.a.n.Host.Remove(c.Target); err != nil {
+				return err
+			}
+		case engine.App:
+			hc, err := s.helmCharts()
+			if err != nil {
+				return fmt.Errorf("remove app %s: %w", c.Target, err)
+			}
+			err = hc.HelmV1().HelmCharts(render.HelmChartNamespace).Delete(ctx, c.Target, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("remove app %s: %w", c.Target, err)
+			}
+			r.Logf("removed app %s", c.Target)
+		}
+	}
+	return nil
+}
