@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -131,6 +133,46 @@ func TestExampleValidatesFromStdin(t *testing.T) {
 	out, errOut, code := perch(t, example, "config", "validate", "-")
 	if code != 0 || out != "stdin: valid\n" {
 		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+}
+
+// A FIFO given as the config used to block every command in open(2), deaf
+// to SIGTERM; each run has a deadline so a regression fails, not hangs.
+func TestConfigFIFORefused(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "appliance.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root")
+	for _, args := range [][]string{
+		{"config", "validate", fifo},
+		{"plan", "--config", fifo, "--root", root},
+		{"install", "--config", fifo, "--root", root, "--dry-run"},
+		{"status", "--config", fifo, "--root", root},
+		{"uninstall", "--config", fifo, "--root", root, "--yes"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			type result struct {
+				out, errOut string
+				code        int
+			}
+			done := make(chan result, 1)
+			go func() {
+				out, errOut, code := perch(t, "", args...)
+				done <- result{out, errOut, code}
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("perch %s still blocked after 10s", strings.Join(args, " "))
+			}
+			want := fifo + ": 1 problem(s):\n  (file): is a named pipe, not a regular file; give the path of a regular YAML file\n"
+			if r.code != 2 || r.out != "" || r.errOut != want {
+				t.Fatalf("exit %d (want 2), stdout %q, stderr:\n%s\nwant stderr:\n%s", r.code, r.out, r.errOut, want)
+			}
+		})
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,7 +138,7 @@ func (l *registryLoad) run(ctx context.Context, s *streams, src string) error {
 // beside the registry storage (the same disk) and removed after the load.
 func (l *registryLoad) source(ctx context.Context, r *engine.Reporter, src string) (string, func(), error) {
 	none := func() {}
-	local := localDir(src)
+	local := bundles.LocalDir(src)
 	if local != "" && isPlainLayout(local) {
 		if !l.open.insecure {
 			return "", none, &usageError{fmt.Errorf("%s is a plain OCI image layout, not a signed bundle; pass --insecure-skip-signature to load it unverified", src)}
@@ -152,46 +151,18 @@ func (l *registryLoad) source(ctx context.Context, r *engine.Reporter, src strin
 		return "", none, err
 	}
 	o.Progress = r.Progress
-	if local != "" {
-		op, err := bundles.Open(ctx, local, o)
-		if err != nil {
-			return "", none, err
-		}
-		return imagesDir(local, op), none, nil
-	}
-	parent := os.TempDir()
-	if l.dir != "" {
+	so := bundles.StageOptions{OpenOptions: o, InPlace: true}
+	if local == "" && l.dir != "" {
 		if err := os.MkdirAll(l.dir, 0o755); err != nil {
 			return "", none, fmt.Errorf("registry storage: %w", err)
 		}
-		parent = filepath.Dir(filepath.Clean(absPath(l.dir)))
+		so.Parent = filepath.Dir(filepath.Clean(absPath(l.dir)))
 	}
-	tmp, err := os.MkdirTemp(parent, ".perch-registry-load-")
+	staged, err := bundles.Stage(ctx, src, so)
 	if err != nil {
-		return "", none, fmt.Errorf("staging: %w", err)
-	}
-	cleanup := func() { os.RemoveAll(tmp) }
-	o.Staging = filepath.Join(tmp, "bundle")
-	op, err := bundles.Open(ctx, src, o)
-	if err != nil {
-		cleanup()
 		return "", none, err
 	}
-	return imagesDir(o.Staging, op), cleanup, nil
-}
-
-// localDir is SRC as a local directory (a path or a file:// URL), or "".
-func localDir(src string) string {
-	p := src
-	if u, err := url.Parse(src); err == nil && u.Scheme == "file" {
-		p = u.Path
-	} else if err == nil && len(u.Scheme) > 1 {
-		return ""
-	}
-	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-		return p
-	}
-	return ""
+	return staged.ImagesDir(), func() { staged.Close() }, nil
 }
 
 // isPlainLayout: an OCI image layout that is not a bundle's directory.
@@ -201,15 +172,4 @@ func isPlainLayout(dir string) bool {
 	}
 	_, err := os.Stat(filepath.Join(dir, "oci-layout"))
 	return err == nil
-}
-
-func imagesDir(dir string, op *bundles.Opened) string {
-	if len(op.Manifest.Images) == 0 {
-		return ""
-	}
-	p := op.Manifest.Layout.Path
-	if p == "" {
-		p = bundles.ImagesDir
-	}
-	return filepath.Join(dir, filepath.FromSlash(p))
 }

@@ -2,10 +2,12 @@ package config
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,6 +103,9 @@ func TestInvalidConfigs(t *testing.T) {
 			"pipeline.streams[2].url: required: the camera's rtsp:// URL",
 			"pipeline.streams[3].name: required: a short name such as gate-1",
 			`pipeline.streams[3].url: "not a url" is not a URL such as rtsp://CAMERA:554/stream`,
+		}},
+		{"stream named like a gateway catch-all", minimal + "pipeline:\n  streams:\n  - {name: all, url: 'rtsp://cam/1'}\n  - {name: gate-1, url: 'rtsp://cam/2'}", []string{
+			`pipeline.streams[0].name: "all" is reserved by the media gateway, where it matches every other stream's path; give the stream another name such as gate-1`,
 		}},
 		{"retention", minimal + "monitoring: {retention: 7 days, retentionSize: 10G}", []string{
 			`monitoring.retention: "7 days" is not a Prometheus duration; write it like 7d or 12h`,
@@ -319,6 +324,86 @@ func BenchmarkLoadExample(b *testing.B) {
 	for b.Loop() {
 		if _, err := LoadBytes(Example, "yaml"); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"rtsp://cam:554/1":            "rtsp://cam:554/1",
+		"rtsp://u:hunter2@cam:554/1":  "rtsp://***@cam:554/1",
+		"rtsp://u:p@ss@cam/1":         "rtsp://***@cam/1",
+		"rtsp//u:hunter2@cam":         "***@cam",
+		"not a url with user@example": "***@example",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// loadWithin runs Load in a goroutine so that a file whose open blocks
+// fails the test instead of hanging it until the package timeout.
+func loadWithin(t *testing.T, src Source) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Load(src)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Load(%s) still blocked after 5s", src.File)
+		return nil
+	}
+}
+
+func TestNotRegularFileRefused(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "appliance.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "s.yaml")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tests := []struct {
+		name, path, kind string
+	}{
+		{"fifo", fifo, "a named pipe"},
+		{"socket", sock, "a socket"},
+		{"char device", os.DevNull, "a device"},
+		{"directory", t.TempDir(), "a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := loadWithin(t, Source{File: tt.path})
+			var inv *InvalidError
+			if !errors.As(err, &inv) || inv.Source != tt.path {
+				t.Fatalf("want an InvalidError naming %s, got %v", tt.path, err)
+			}
+			want := "(file): is " + tt.kind + ", not a regular file; give the path of a regular YAML file"
+			if len(inv.Errs) != 1 || inv.Errs[0].Error() != want {
+				t.Errorf("got %q, want %q", inv.Errs, want)
+			}
+		})
+	}
+}
+
+func TestConfigTooLarge(t *testing.T) {
+	big := minimal + "# " + strings.Repeat("x", maxConfigSize) + "\n"
+	p := filepath.Join(t.TempDir(), "a.yaml")
+	if err := os.WriteFile(p, []byte(big), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []Source{{File: p}, {File: "-", Stdin: strings.NewReader(big)}} {
+		err := loadWithin(t, src)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "larger than 4 MiB") {
+			t.Errorf("%s: want a too-large error, got %v", src.File, err)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/spf13/pflag"
@@ -132,18 +133,66 @@ func decodeAppliance(raw map[string]any, origins map[string]string) (Appliance, 
 	return cfg, errs.sorted()
 }
 
+// maxConfigSize bounds what is read: a config is a few KiB, and a bound
+// keeps a wrong path (a disk image, a log) from being read whole.
+const maxConfigSize = 4 << 20
+
 func readFile(src Source) ([]byte, error) {
 	if src.File == "-" {
 		if src.Stdin == nil {
 			return nil, fmt.Errorf("config from stdin: no input")
 		}
-		return io.ReadAll(io.LimitReader(src.Stdin, 4<<20))
+		return readBounded(src.Stdin, "stdin")
 	}
-	data, err := os.ReadFile(src.File)
+	// Without O_NONBLOCK, opening a FIFO waits for a writer inside the
+	// open syscall, where neither the context nor SIGTERM reaches it.
+	f, err := os.OpenFile(src.File, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
+		// a socket cannot be opened at all (ENXIO): say what it is
+		if fi, serr := os.Stat(src.File); serr == nil && !fi.Mode().IsRegular() {
+			return nil, notRegular(src.File, fi.Mode())
+		}
 		return nil, fmt.Errorf("read config: %w (check the --config path)", err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(src.File, fi.Mode())
+	}
+	return readBounded(f, src.File)
+}
+
+// readBounded refuses more than maxConfigSize rather than cutting it off:
+// a truncated file can still parse, as a different config.
+func readBounded(r io.Reader, name string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", name, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, &InvalidError{Source: name, Errs: FieldErrors{{Path: "(file)",
+			Msg: fmt.Sprintf("is larger than %d MiB, too large for a config; check that it is the appliance config", maxConfigSize>>20)}}}
+	}
 	return data, nil
+}
+
+func notRegular(name string, m os.FileMode) error {
+	kind := "a special file"
+	switch {
+	case m.IsDir():
+		kind = "a directory"
+	case m&os.ModeNamedPipe != 0:
+		kind = "a named pipe"
+	case m&os.ModeSocket != 0:
+		kind = "a socket"
+	case m&os.ModeDevice != 0:
+		kind = "a device"
+	}
+	return &InvalidError{Source: name, Errs: FieldErrors{{Path: "(file)",
+		Msg: "is " + kind + ", not a regular file; give the path of a regular YAML file"}}}
 }
 
 func formatOf(file string, data []byte) string {

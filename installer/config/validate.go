@@ -43,6 +43,10 @@ var (
 	runtimeName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 )
 
+// gatewayReserved are path names MediaMTX reads as "every path without an
+// entry of its own": a stream so named would be fed every other camera.
+var gatewayReserved = []string{"all", "all_others"}
+
 // Validate checks a decoded config and returns every problem, each with its
 // key and a fix. It only looks at the config itself: files it names are
 // checked when a plan is made on the target machine.
@@ -216,6 +220,9 @@ func validatePipeline(c *Appliance, es *FieldErrors) {
 			for _, msg := range validation.IsDNS1123Label(s.Name) {
 				es.add(p+".name", "%q: %s", s.Name, msg)
 			}
+			if slices.Contains(gatewayReserved, s.Name) {
+				es.add(p+".name", "%q is reserved by the media gateway, where it matches every other stream's path; give the stream another name such as gate-1", s.Name)
+			}
 			if j, dup := names[s.Name]; dup {
 				es.add(p+".name", "%q is already the name of pipeline.streams[%d]", s.Name, j)
 			}
@@ -227,7 +234,7 @@ func validatePipeline(c *Appliance, es *FieldErrors) {
 		}
 		u, err := url.Parse(s.URL)
 		if err != nil || u.Host == "" {
-			es.add(p+".url", "%q is not a URL such as rtsp://CAMERA:554/stream", redactURL(s.URL))
+			es.add(p+".url", "%q is not a URL such as rtsp://CAMERA:554/stream", RedactURL(s.URL))
 			continue
 		}
 		switch u.Scheme {
@@ -238,9 +245,10 @@ func validatePipeline(c *Appliance, es *FieldErrors) {
 	}
 }
 
-// redactURL keeps camera passwords out of error messages, even in URLs too
-// broken to parse.
-func redactURL(s string) string {
+// RedactURL is the one place URLs with credentials are made safe to show:
+// it hides the user and password of a camera URL, even of one too broken to
+// parse, so error messages and screens never carry them.
+func RedactURL(s string) string {
 	at := strings.LastIndex(s, "@")
 	if at < 0 {
 		return s

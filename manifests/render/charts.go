@@ -3,9 +3,6 @@ package render
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -104,65 +101,28 @@ func BundleCharts(dir string) ([]Chart, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
-	return chartsOf(dir, m), nil
-}
-
-func chartsOf(dir string, m *bundles.Manifest) []Chart {
 	out := make([]Chart, 0, len(m.Charts))
 	for _, c := range m.Charts {
 		out = append(out, Chart{Name: c.Name, Version: c.Version, Path: filepath.Join(dir, filepath.FromSlash(c.Path))})
 	}
-	return out
+	return out, nil
 }
 
 // OpenBundleCharts gets the charts of a bundle source for rendering. A
-// directory is read in place: its signed manifest is checked, then only
-// the chart archives are read and each checked against the manifest's
-// sha256, never the gigabytes of images. Any other source (an archive, a
-// URL) is verified in full into a temporary directory, which cleanup
-// removes.
+// local directory (a path or a file:// URL) is read in place: its signed
+// manifest is checked, then only the chart archives are read and each
+// checked against the manifest's sha256, never the gigabytes of images.
+// Any other source (an archive, a URL) is verified in full into a
+// temporary directory, which cleanup removes.
 func OpenBundleCharts(ctx context.Context, src string, o bundles.OpenOptions) (charts []Chart, cleanup func(), err error) {
-	cleanup = func() {}
-	if fi, err := os.Stat(src); err == nil && fi.IsDir() {
-		op, err := bundles.ReadManifest(ctx, src, o)
-		if err != nil {
-			return nil, cleanup, err
-		}
-		charts = chartsOf(src, op.Manifest)
-		for i, c := range op.Manifest.Charts {
-			if err := checkFile(charts[i].Path, op.Manifest, c.Path); err != nil {
-				return nil, cleanup, fmt.Errorf("bundle %s: %w", src, err)
-			}
-		}
-		return charts, cleanup, nil
-	}
-	tmp, err := os.MkdirTemp("", "perch-render-")
+	staged, err := bundles.Stage(ctx, src, bundles.StageOptions{OpenOptions: o, InPlace: true, ChartsOnly: true})
 	if err != nil {
-		return nil, cleanup, err
-	}
-	cleanup = func() { os.RemoveAll(tmp) }
-	o.Staging = filepath.Join(tmp, "bundle")
-	op, err := bundles.Open(ctx, src, o)
-	if err != nil {
-		cleanup()
 		return nil, func() {}, err
 	}
-	return chartsOf(op.Dir, op.Manifest), cleanup, nil
-}
-
-// checkFile compares a file with its manifest entry.
-func checkFile(file string, m *bundles.Manifest, rel string) error {
-	want, ok := m.File(rel)
-	if !ok {
-		return fmt.Errorf("%s is not among the manifest's files", rel)
+	files := staged.Charts()
+	charts = make([]Chart, 0, len(files))
+	for _, c := range files {
+		charts = append(charts, Chart(c))
 	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(data)
-	if int64(len(data)) != want.Size || hex.EncodeToString(sum[:]) != want.SHA256 {
-		return errors.New(rel + " differs from the signed manifest; copy the bundle again")
-	}
-	return nil
+	return charts, func() { staged.Close() }, nil
 }
