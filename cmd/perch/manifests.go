@@ -11,6 +11,7 @@ import (
 	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/gpu"
 	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/installer/node"
 	"github.com/perchedge/perch/manifests/render"
 )
 
@@ -87,19 +88,15 @@ func newManifestsRenderCmd(s *streams) *cobra.Command {
 	return cmd
 }
 
-// detectGPUs reads this machine's GPUs as install's gpu step does: with
-// gpu.mode auto, a broken driver means a CPU-only render, with a warning.
+// detectGPUs reads this machine's GPUs under gpu.mode, as install does:
+// with auto, a broken driver means a CPU-only render, with a warning.
 func detectGPUs(ctx context.Context, s *streams, cfg *config.Appliance) (*gpu.Inventory, error) {
-	if cfg.GPU.Mode == config.GPUOff {
-		return nil, nil
-	}
-	inv, err := gpu.Detect(ctx, gpu.Open())
+	inv, why, err := node.GPUs(ctx, cfg.GPU.Mode, gpu.Open())
 	if err != nil {
-		if cfg.GPU.Mode == config.GPURequired {
-			return nil, fmt.Errorf("gpu.mode required: %w; or pass --gpus N to render for another node", err)
-		}
-		fmt.Fprintf(s.err, "warning: %v; rendering CPU-only (pass --gpus N to render for a GPU node)\n", err)
-		return nil, nil
+		return nil, fmt.Errorf("%w; or pass --gpus N to render for another node", err)
+	}
+	if why != "" {
+		fmt.Fprintf(s.err, "warning: %s; rendering CPU-only (pass --gpus N to render for a GPU node)\n", why)
 	}
 	return inv, nil
 }

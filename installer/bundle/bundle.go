@@ -107,10 +107,9 @@ func (b *Bundle) Stage(ctx context.Context) error {
 	}
 	b.staged = path.Join(Dir, ".staging-"+strconv.Itoa(os.Getpid()))
 	r := b.report("bundle-verify")
-	o := b.opts
-	o.Staging = h.Path(b.staged)
+	o := bundles.StageOptions{OpenOptions: b.opts, Into: h.Path(b.staged)}
 	o.Progress = func(what string, done, total int64) { r.Progress("verifying "+path.Base(b.src), done, total) }
-	op, err := bundles.Open(ctx, b.src, o)
+	op, err := bundles.Stage(ctx, b.src, o)
 	if err != nil {
 		b.staged = ""
 		undo()
