@@ -31,7 +31,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/perchedge/perch/airgap"
-	"github.com/perchedge/perch/installer/config"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/analytics/*.golden.yaml from the current chart")
@@ -45,10 +44,10 @@ const (
 	testCameraURL = "rtsp://admin:s3cret@10.0.0.5/stream"
 )
 
-func streams(n int) []config.Stream {
-	out := make([]config.Stream, n)
+func streams(n int) []Stream {
+	out := make([]Stream, n)
 	for i := range out {
-		out[i] = config.Stream{
+		out[i] = Stream{
 			Name: fmt.Sprintf("cam-%02d", i+1),
 			URL:  fmt.Sprintf("rtsp://viewer:secret@192.0.2.%d:554/stream1", 10+i),
 		}
@@ -56,11 +55,15 @@ func streams(n int) []config.Stream {
 	return out
 }
 
-// appliance is config.Default() with the example file's camera, the config
+// appliance is what installer/apps makes of config.Default() with the
+// example file's camera, the config
 // a fresh appliance runs.
-func appliance(mut func(*config.Appliance)) *config.Appliance {
-	a := config.Default()
-	a.Pipeline.Streams = []config.Stream{{Name: "gate-1", URL: "rtsp://192.0.2.10:554/stream1"}}
+func appliance(mut func(*Appliance)) *Appliance {
+	a := Appliance{
+		GPU:        GPU{Replicas: 1},
+		Pipeline:   Pipeline{Enabled: true, Streams: []Stream{{Name: "gate-1", URL: "rtsp://192.0.2.10:554/stream1"}}},
+		Monitoring: Monitoring{Enabled: true, Retention: "7d", Grafana: true},
+	}
 	if mut != nil {
 		mut(&a)
 	}
@@ -69,8 +72,8 @@ func appliance(mut func(*config.Appliance)) *config.Appliance {
 
 type goldenCase struct {
 	name string
-	cfg  *config.Appliance
-	env  Env
+	cfg  *Appliance
+	env  Node
 	// worker slots expected: min(GPUs x shares (or CPU workers), streams),
 	// less slots the hash left empty.
 	maxSlots int
@@ -78,20 +81,20 @@ type goldenCase struct {
 }
 
 func goldenCases() []goldenCase {
-	env := func(gpus int) Env {
-		return Env{GPUs: gpus, Registry: testRegistry, PullSecret: testPullSecret, MonitoringCRDs: true}
+	env := func(gpus int) Node {
+		return Node{GPUs: gpus, Registry: testRegistry, PullSecret: testPullSecret, MonitoringCRDs: true}
 	}
 	return []goldenCase{
 		{name: "default", cfg: appliance(nil), env: env(1), maxSlots: 1, gpu: true},
-		{name: "no-gpu", cfg: appliance(func(a *config.Appliance) {
-			a.Pipeline.Streams = append(streams(3), config.Stream{Name: "dock-1", URL: testCameraURL})
+		{name: "no-gpu", cfg: appliance(func(a *Appliance) {
+			a.Pipeline.Streams = append(streams(3), Stream{Name: "dock-1", URL: testCameraURL})
 		}), env: env(0), maxSlots: 1},
-		{name: "time-sliced", cfg: appliance(func(a *config.Appliance) {
-			a.GPU.Sharing.Replicas = 4
+		{name: "time-sliced", cfg: appliance(func(a *Appliance) {
+			a.GPU.Replicas = 4
 			a.Pipeline.Streams = streams(6)
 		}), env: env(1), maxSlots: 4, gpu: true},
-		{name: "16-streams", cfg: appliance(func(a *config.Appliance) {
-			a.GPU.Sharing.Replicas = 4
+		{name: "16-streams", cfg: appliance(func(a *Appliance) {
+			a.GPU.Replicas = 4
 			a.Pipeline.Streams = streams(16)
 		}), env: env(2), maxSlots: 8, gpu: true},
 	}
@@ -207,7 +210,7 @@ func strict[T any](t *testing.T, d doc) *T {
 	return &v
 }
 
-func values(t *testing.T, a *config.Appliance, env Env) map[string]any {
+func values(t *testing.T, a *Appliance, env Node) map[string]any {
 	t.Helper()
 	v, err := AnalyticsValues(a, env)
 	if err != nil {
@@ -429,8 +432,8 @@ func TestAnalyticsCameraCredentials(t *testing.T) {
 func TestAnalyticsGatewayRollsOnCameraChange(t *testing.T) {
 	c := loadChart(t)
 	podTemplate := func(cameraURL string) string {
-		a := appliance(func(a *config.Appliance) { a.Pipeline.Streams[0].URL = cameraURL })
-		for _, d := range render(t, c, values(t, a, Env{GPUs: 1}), capabilities(false)) {
+		a := appliance(func(a *Appliance) { a.Pipeline.Streams[0].URL = cameraURL })
+		for _, d := range render(t, c, values(t, a, Node{GPUs: 1}), capabilities(false)) {
 			if d.kind() == "Deployment" && strings.HasSuffix(d.name(), "-gateway") {
 				dep := strict[appsv1.Deployment](t, d)
 				y, err := yaml.Marshal(dep.Spec.Template)
@@ -609,7 +612,7 @@ func checkWorkers(t *testing.T, docs []doc, gc goldenCase) {
 
 // checkPods holds every pod of the chart to one registry and one set of pull
 // secrets, and to resource requests and limits on every container.
-func checkPods(t *testing.T, docs []doc, env Env) {
+func checkPods(t *testing.T, docs []doc, env Node) {
 	t.Helper()
 	var pods int
 	for _, d := range docs {
@@ -743,7 +746,7 @@ func totalRequests(t *testing.T, docs []doc) corev1.ResourceList {
 // The footprint of what a fresh appliance runs: it must leave room on a
 // small edge box next to k3s and the monitoring stack.
 func TestAnalyticsDefaultFootprint(t *testing.T) {
-	docs := render(t, loadChart(t), values(t, appliance(nil), Env{GPUs: 1}), capabilities(false))
+	docs := render(t, loadChart(t), values(t, appliance(nil), Node{GPUs: 1}), capabilities(false))
 	req := totalRequests(t, docs)
 	if req.Cpu().Cmp(resource.MustParse("1")) > 0 || req.Memory().Cmp(resource.MustParse("1536Mi")) > 0 {
 		t.Errorf("default requests cpu %s memory %s, want at most 1 CPU and 1536Mi", req.Cpu(), req.Memory())
@@ -761,12 +764,12 @@ func TestAnalyticsDefaultFootprint(t *testing.T) {
 func TestAnalyticsAssignmentStable(t *testing.T) {
 	c := loadChart(t)
 	assign := func(n, gpus, shares int, drop string) map[string]string {
-		a := appliance(func(a *config.Appliance) {
-			a.GPU.Sharing.Replicas = shares
-			a.Pipeline.Streams = slices.DeleteFunc(streams(n), func(s config.Stream) bool { return s.Name == drop })
+		a := appliance(func(a *Appliance) {
+			a.GPU.Replicas = shares
+			a.Pipeline.Streams = slices.DeleteFunc(streams(n), func(s Stream) bool { return s.Name == drop })
 		})
 		owner := map[string]string{}
-		for slot, names := range workerStreams(t, render(t, c, values(t, a, Env{GPUs: gpus}), capabilities(false))) {
+		for slot, names := range workerStreams(t, render(t, c, values(t, a, Node{GPUs: gpus}), capabilities(false))) {
 			for _, n := range names {
 				owner[n] = slot
 			}
@@ -805,11 +808,11 @@ func TestAnalyticsAssignmentStable(t *testing.T) {
 // promises the CRDs, and stay out when neither says they exist.
 func TestAnalyticsMonitoringCapabilities(t *testing.T) {
 	c := loadChart(t)
-	vals := values(t, appliance(nil), Env{GPUs: 1})
+	vals := values(t, appliance(nil), Node{GPUs: 1})
 	checkMonitoring(t, render(t, c, vals, capabilities(true)), true)
 	checkMonitoring(t, render(t, c, vals, capabilities(false)), false)
 
-	off := values(t, appliance(func(a *config.Appliance) { a.Monitoring.Enabled = false }), Env{GPUs: 1, MonitoringCRDs: true})
+	off := values(t, appliance(func(a *Appliance) { a.Monitoring.Enabled = false }), Node{GPUs: 1, MonitoringCRDs: true})
 	for _, d := range render(t, c, off, capabilities(true)) {
 		switch d.kind() {
 		case "ServiceMonitor", "PodMonitor", "PrometheusRule":
@@ -824,7 +827,7 @@ func TestAnalyticsMonitoringCapabilities(t *testing.T) {
 // Without a registry or pull secret, images are the upstream references and
 // no pod lists a pull secret.
 func TestAnalyticsUpstreamImages(t *testing.T) {
-	for _, d := range render(t, loadChart(t), values(t, appliance(nil), Env{GPUs: 1}), capabilities(false)) {
+	for _, d := range render(t, loadChart(t), values(t, appliance(nil), Node{GPUs: 1}), capabilities(false)) {
 		if _, _, ok := podSpec(t, d); !ok {
 			continue
 		}
@@ -843,7 +846,7 @@ func TestAnalyticsUpstreamImages(t *testing.T) {
 
 func TestAnalyticsIngress(t *testing.T) {
 	c := loadChart(t)
-	vals := values(t, appliance(nil), Env{GPUs: 1})
+	vals := values(t, appliance(nil), Node{GPUs: 1})
 	vals["gateway"].(map[string]any)["ingress"] = map[string]any{
 		"enabled": true,
 		"hls":     map[string]any{"host": "hls.site-a.example", "tlsSecret": "site-a-tls"},
@@ -869,17 +872,13 @@ func TestAnalyticsIngress(t *testing.T) {
 func TestAnalyticsValuesErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  *config.Appliance
-		env  Env
+		cfg  *Appliance
+		env  Node
 		want string
 	}{
-		{"no config", nil, Env{}, "no appliance config"},
-		{"negative GPUs", appliance(nil), Env{GPUs: -1}, "-1 GPUs"},
-		{"no sharing value", appliance(func(a *config.Appliance) { a.GPU.Sharing.Replicas = 0 }), Env{GPUs: 1}, "gpu.sharing.replicas"},
-		{"GPU required, none found", appliance(func(a *config.Appliance) { a.GPU.Mode = config.GPURequired }), Env{}, "gpu.mode is required"},
-		{"stream without URL", appliance(func(a *config.Appliance) { a.Pipeline.Streams[0].URL = "" }), Env{GPUs: 1}, "needs a name and a url"},
-		{"duplicate stream", appliance(func(a *config.Appliance) { a.Pipeline.Streams = append(a.Pipeline.Streams, a.Pipeline.Streams[0]) }), Env{GPUs: 1}, "used twice"},
-		{"reserved path name", appliance(func(a *config.Appliance) { a.Pipeline.Streams[0].Name = "all" }), Env{GPUs: 1}, "reserved path name"},
+		{"no config", nil, Node{}, "no appliance config"},
+		{"negative GPUs", appliance(nil), Node{GPUs: -1}, "-1 GPUs"},
+		{"no sharing value", appliance(func(a *Appliance) { a.GPU.Replicas = 0 }), Node{GPUs: 1}, "gpu.sharing.replicas"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -892,7 +891,7 @@ func TestAnalyticsValuesErrors(t *testing.T) {
 }
 
 func TestAnalyticsValuesGPUOff(t *testing.T) {
-	v, err := AnalyticsValues(appliance(func(a *config.Appliance) { a.GPU.Mode = config.GPUOff }), Env{GPUs: 2})
+	v, err := AnalyticsValues(appliance(func(a *Appliance) { a.GPU.Off = true }), Node{GPUs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -906,13 +905,13 @@ func TestAnalyticsValuesGPUOff(t *testing.T) {
 func TestAnalyticsNATSWithoutStorageProvisioner(t *testing.T) {
 	c := loadChart(t)
 	for _, disabled := range []bool{false, true} {
-		a := appliance(func(a *config.Appliance) {
+		a := appliance(func(a *Appliance) {
 			if disabled {
 				a.K3s.Disable = append(a.K3s.Disable, "local-storage")
 			}
 		})
 		var sts *appsv1.StatefulSet
-		for _, d := range render(t, c, values(t, a, Env{GPUs: 1}), capabilities(false)) {
+		for _, d := range render(t, c, values(t, a, Node{GPUs: 1}), capabilities(false)) {
 			if d.kind() == "StatefulSet" {
 				sts = strict[appsv1.StatefulSet](t, d)
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -49,20 +48,15 @@ func newBundleKeygenCmd(s *streams) *cobra.Command {
 
 // reporting is the --output flag of bundle commands: progress and log lines
 // as text, or JSON events, the same stream install writes.
-type reporting struct{ output string }
+type reporting struct{ output output }
 
-func (r *reporting) flags(c *cobra.Command) {
-	c.Flags().StringVarP(&r.output, "output", "o", "text", "output format: text or json")
-}
+func (r *reporting) flags(c *cobra.Command) { addOutput(c.Flags(), &r.output, "events") }
 
-func (r *reporting) reporter(s *streams, step string) (*engine.Reporter, error) {
-	switch r.output {
-	case "text":
-		return engine.NewReporter(step, engine.TextPrinter(s.err)), nil
-	case "json":
-		return engine.NewReporter(step, engine.JSONPrinter(s.out)), nil
+func (r *reporting) reporter(s *streams, step string) *engine.Reporter {
+	if r.output.json() {
+		return engine.NewReporter(step, engine.JSONPrinter(s.out))
 	}
-	return nil, &usageError{fmt.Errorf("--output must be text or json, got %q", r.output)}
+	return engine.NewReporter(step, engine.TextPrinter(s.err))
 }
 
 func newBundleBuildCmd(s *streams) *cobra.Command {
@@ -81,12 +75,10 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 			if spec == "" || out == "" {
 				return &usageError{fmt.Errorf("--spec and --out are required")}
 			}
-			r, err := rep.reporter(s, "bundle-build")
-			if err != nil {
-				return err
-			}
+			r := rep.reporter(s, "bundle-build")
 			var limit int64
 			if split != "" {
+				var err error
 				if limit, err = bundles.ParseSize(split); err != nil {
 					return &usageError{fmt.Errorf("--split: %w", err)}
 				}
@@ -117,7 +109,7 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 			r.Logf("built %s %s (%s): %d files, %s, %d images in %d blobs (%s saved by shared layers)",
 				m.Name, m.Version, m.Arch, len(m.Files), engine.Bytes(m.Size()), len(m.Images), m.Layout.Blobs, engine.Bytes(m.Layout.Saved()))
 			for _, p := range res.Paths {
-				if rep.output == "text" {
+				if !rep.output.json() {
 					fmt.Fprintln(s.out, p)
 				}
 			}
@@ -176,10 +168,7 @@ func newBundleVerifyCmd(s *streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := rep.reporter(s, "bundle-verify")
-			if err != nil {
-				return err
-			}
+			r := rep.reporter(s, "bundle-verify")
 			o.Progress = r.Progress
 			op, err := openBundle(cmd.Context(), args[0], o)
 			if err != nil {
@@ -201,7 +190,7 @@ func newBundleVerifyCmd(s *streams) *cobra.Command {
 
 func newBundleInspectCmd(s *streams) *cobra.Command {
 	var of openFlags
-	var output string
+	var format output
 	var full bool
 	cmd := &cobra.Command{
 		Use:   "inspect SRC",
@@ -210,9 +199,6 @@ func newBundleInspectCmd(s *streams) *cobra.Command {
 			"given); `perch bundle verify` checks every byte, --verify does both.",
 		Args: exactArgs(1, "SRC"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return &usageError{fmt.Errorf("--output must be text or json, got %q", output)}
-			}
 			o := bundles.OpenOptions{InsecureSkipSignature: of.pubkey == "" || of.insecure}
 			if of.pubkey != "" {
 				k, err := bundles.LoadPublicKey(of.pubkey)
@@ -236,10 +222,8 @@ func newBundleInspectCmd(s *streams) *cobra.Command {
 				}
 				m, signed = op.Manifest, op.Signed
 			}
-			if output == "json" {
-				enc := json.NewEncoder(s.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(m)
+			if format.json() {
+				return writeJSON(s.out, m)
 			}
 			printManifest(s.out, m, signed, of.pubkey != "")
 			return nil
@@ -247,7 +231,7 @@ func newBundleInspectCmd(s *streams) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&of.pubkey, "pubkey", "", "check the manifest's signature with this key")
 	cmd.Flags().BoolVar(&full, "verify", false, "also verify every byte, as bundle verify does")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json (the manifest)")
+	addOutput(cmd.Flags(), &format, "the manifest")
 	return cmd
 }
 

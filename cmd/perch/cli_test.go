@@ -186,10 +186,16 @@ func TestExitCodes(t *testing.T) {
 		msg  string
 	}{
 		{"unknown flag", []string{"install", "--frobnicate"}, 2, "unknown flag: --frobnicate"},
-		{"bad output", []string{"plan", "--config", cfg, "--output", "yaml"}, 2, "--output must be text or json"},
+		{"bad output", []string{"plan", "--config", cfg, "--output", "yaml"}, 2, `for "-o, --output" flag: must be text or json`},
+		// every command that prints checks the flag the same way, before any work
+		{"bad output: status", []string{"status", "-o", "yaml"}, 2, `for "-o, --output" flag: must be text or json`},
+		{"bad output: gpu detect", []string{"gpu", "detect", "-o", "xml"}, 2, `for "-o, --output" flag: must be text or json`},
+		{"bad output: bundle inspect", []string{"bundle", "inspect", missing, "-o", "yaml"}, 2, `for "-o, --output" flag: must be text or json`},
+		{"bad output: bundle build", []string{"bundle", "build", "-o", "yaml"}, 2, `for "-o, --output" flag: must be text or json`},
+		{"bad output: registry load", []string{"registry", "load", missing, "-o", "yaml"}, 2, `for "-o, --output" flag: must be text or json`},
 		{"bad init", []string{"plan", "--config", cfg, "--root", root, "--init", "upstart"}, 1, "--init"},
 		{"invalid config", []string{"plan", "--config", "testdata/broken.yaml"}, 2, "node.serverURL: required when node.role is agent"},
-		{"missing config file", []string{"plan", "--config", missing}, 1, "check the --config path"},
+		{"missing config file", []string{"plan", "--config", missing}, 2, "check the --config path"},
 		{"extra argument", []string{"version", "now"}, 2, "takes no arguments"},
 		{"flag fixes config", []string{"plan", "--config", cfg, "--root", root, "--init", "none", "--k3s-binary", "/nonexistent/k3s"}, 1, "k3s.binary: stat /nonexistent/k3s: no such file or directory"},
 		{"env fixes config", []string{"config", "validate", "-"}, 0, ""},

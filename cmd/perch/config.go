@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -31,14 +30,8 @@ func newConfigCmd(s *streams) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := config.Load(config.Source{File: args[0], Stdin: s.in})
-			var inv *config.InvalidError
-			if errors.As(err, &inv) {
-				fmt.Fprintln(s.err, inv.Error())
-				return &alreadyReported{err}
-			}
-			if err != nil {
-				return &usageError{err}
+			if _, err := loadConfig(s, config.Source{File: args[0], Stdin: s.in}); err != nil {
+				return err
 			}
 			name := args[0]
 			if name == "-" {

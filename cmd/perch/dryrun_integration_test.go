@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/installer/apps"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/manifests"
 	"github.com/perchedge/perch/manifests/render"
@@ -59,16 +60,16 @@ func TestIntegrationRenderedObjectsDryRun(t *testing.T) {
 	ch, err := render.LoadChartFS(manifests.AnalyticsChart())
 	must(t, err)
 
-	cases := map[string]func(*config.Appliance) manifests.Env{
-		"no GPU": func(*config.Appliance) manifests.Env { return manifests.Env{} },
-		"1 GPU":  func(*config.Appliance) manifests.Env { return manifests.Env{GPUs: 1} },
-		"time-sliced, 16 streams": func(a *config.Appliance) manifests.Env {
+	cases := map[string]func(*config.Appliance) manifests.Node{
+		"no GPU": func(*config.Appliance) manifests.Node { return manifests.Node{} },
+		"1 GPU":  func(*config.Appliance) manifests.Node { return manifests.Node{GPUs: 1} },
+		"time-sliced, 16 streams": func(a *config.Appliance) manifests.Node {
 			a.GPU.Sharing.Replicas = 4
 			a.Pipeline.Streams = nil
 			for i := range 16 {
 				a.Pipeline.Streams = append(a.Pipeline.Streams, config.Stream{Name: fmt.Sprintf("cam-%02d", i), URL: fmt.Sprintf("rtsp://192.0.2.%d/live", i+1)})
 			}
-			return manifests.Env{GPUs: 2, Registry: "10.0.0.1:5000", PullSecret: "perch-registry"}
+			return manifests.Node{GPUs: 2, Registry: "10.0.0.1:5000", PullSecret: "perch-registry"}
 		},
 	}
 	for name, mod := range cases {
@@ -76,7 +77,7 @@ func TestIntegrationRenderedObjectsDryRun(t *testing.T) {
 			a := config.Default()
 			a.Pipeline.Streams = []config.Stream{{Name: "gate-1", URL: "rtsp://admin:pw@192.0.2.10/stream1"}}
 			env := mod(&a)
-			vals, err := manifests.AnalyticsValues(&a, env)
+			vals, err := manifests.AnalyticsValues(apps.Spec(&a), env)
 			must(t, err)
 			caps := chartutil.DefaultCapabilities.Copy()
 			caps.KubeVersion = chartutil.KubeVersion{Version: "v1.31.1+k3s1", Major: "1", Minor: "31"}
@@ -122,13 +123,13 @@ func TestIntegrationRenderedObjectsDryRun(t *testing.T) {
 			charts = append(charts, render.Chart{Name: name, Version: ch.Metadata.Version, Path: p})
 		}
 		inv := &gpu.Inventory{DriverVersion: "550.54.15", GPUs: []gpu.Device{{Name: "NVIDIA L4", UUID: "GPU-1", MemoryMiB: 23034}}}
-		apps, err := render.Apps(&a, render.Inputs{GPU: inv, Charts: charts})
+		rendered, err := render.Apps(apps.Spec(&a), render.Inputs{GPU: inv, Charts: charts})
 		must(t, err)
-		if len(apps) != 4 {
-			t.Fatalf("%d apps rendered, want 4", len(apps))
+		if len(rendered) != 4 {
+			t.Fatalf("%d apps rendered, want 4", len(rendered))
 		}
 		hc := s.helmClient()
-		for _, app := range apps {
+		for _, app := range rendered {
 			var obj map[string]any
 			must(t, yaml.Unmarshal(app.YAML, &obj))
 			if dryRun(t, ctx, dyn, mapper, &unstructured.Unstructured{Object: obj}, render.HelmChartNamespace) == nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -25,7 +24,7 @@ type gpuReport struct {
 }
 
 func newGPUDetectCmd(s *streams) *cobra.Command {
-	var output string
+	var format output
 	cmd := &cobra.Command{
 		Use:   "detect [--output text|json]",
 		Short: "List the NVIDIA GPUs and the node labels Perch would apply",
@@ -34,24 +33,19 @@ func newGPUDetectCmd(s *streams) *cobra.Command {
 			"a driver that is installed but broken is an error with what to do.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return &usageError{fmt.Errorf("--output must be text or json, got %q", output)}
-			}
 			inv, err := gpu.Detect(cmd.Context(), gpu.Open())
 			if err != nil {
 				return fmt.Errorf("detect GPUs: %w", err)
 			}
 			r := gpuReport{Inventory: inv, Labels: gpu.Labels(inv)}
-			if output == "json" {
-				enc := json.NewEncoder(s.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(r)
+			if format.json() {
+				return writeJSON(s.out, r)
 			}
 			printGPUs(s.out, r)
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	addOutput(cmd.Flags(), &format, "")
 	return cmd
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -23,7 +22,7 @@ type target struct {
 	configFile string
 	root       string
 	init       string
-	output     string
+	output     output
 	flags      *pflag.FlagSet
 }
 
@@ -31,30 +30,34 @@ func (t *target) bind(fs *pflag.FlagSet, withConfigFlags bool) {
 	fs.StringVarP(&t.configFile, "config", "c", "", "appliance config file (YAML, TOML or JSON; - for stdin)")
 	fs.StringVar(&t.root, "root", "/", "install under this directory instead of / (sandboxes, tests)")
 	fs.StringVar(&t.init, "init", "auto", "init system: auto, systemd, openrc or none (perch supervises k3s itself)")
-	fs.StringVarP(&t.output, "output", "o", "text", "output format: text or json")
+	addOutput(fs, &t.output, "events")
 	if withConfigFlags {
 		config.AddFlags(fs)
 	}
 	t.flags = fs
 }
 
-func (t *target) check() error {
-	if t.output != "text" && t.output != "json" {
-		return &usageError{fmt.Errorf("--output must be text or json, got %q", t.output)}
-	}
-	return nil
-}
-
 // load loads the config; problems at the ignore key paths do not count.
 func (t *target) load(s *streams, ignore ...string) (config.Appliance, error) {
-	cfg, err := config.Load(config.Source{File: t.configFile, Stdin: s.in, Flags: t.flags})
+	return loadConfig(s, config.Source{File: t.configFile, Stdin: s.in, Flags: t.flags}, ignore...)
+}
+
+// loadConfig is how every command reads a config: every problem listed
+// with its key, and a config that cannot be read or used is bad input
+// (exit 2), whichever command reads it. Problems at the ignore key paths
+// do not count.
+func loadConfig(s *streams, src config.Source, ignore ...string) (config.Appliance, error) {
+	cfg, err := config.Load(src)
 	err = config.Without(err, ignore...)
 	var inv *config.InvalidError
-	if errors.As(err, &inv) {
+	switch {
+	case errors.As(err, &inv):
 		fmt.Fprintln(s.err, inv.Error())
-		return cfg, &alreadyReported{err}
+		return cfg, &alreadyReported{&usageError{err}}
+	case err != nil:
+		return cfg, &usageError{err}
 	}
-	return cfg, err
+	return cfg, nil
 }
 
 // loadOrDefault is the config of commands that install nothing (status,
@@ -69,9 +72,6 @@ func (t *target) loadOrDefault(s *streams) (config.Appliance, error) {
 
 // installer validates flags, loads the config and prepares an installer.
 func (t *target) installer(s *streams, sink engine.Sink) (*installer.Installer, error) {
-	if err := t.check(); err != nil {
-		return nil, err
-	}
 	cfg, err := t.load(s)
 	if err != nil {
 		return nil, err
@@ -80,7 +80,7 @@ func (t *target) installer(s *streams, sink engine.Sink) (*installer.Installer, 
 }
 
 func (t *target) sink(s *streams) engine.Sink {
-	if t.output == "json" {
+	if t.output.json() {
 		return engine.JSONPrinter(s.out)
 	}
 	return engine.TextPrinter(s.out)
@@ -98,7 +98,7 @@ func newInstallCmd(s *streams) *cobra.Command {
 			"without --config on a terminal, a wizard asks for it.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if t.configFile == "" && t.output == "text" && isTerminal(s.in) && isTerminal(s.out) {
+			if t.configFile == "" && !t.output.json() && isTerminal(s.in) && isTerminal(s.out) {
 				return runWizard(cmd.Context(), s, &t, dryRun)
 			}
 			inst, err := t.installer(s, t.sink(s))
@@ -108,7 +108,7 @@ func newInstallCmd(s *streams) *cobra.Command {
 			if dryRun {
 				return printPlan(cmd.Context(), s, &t, inst)
 			}
-			if !yes && isTerminal(s.in) && t.output == "text" {
+			if !yes && isTerminal(s.in) && !t.output.json() {
 				if err := printPlan(cmd.Context(), s, &t, inst); err != nil {
 					return err
 				}
@@ -150,7 +150,7 @@ func newPlanCmd(s *streams) *cobra.Command {
 
 func printPlan(ctx context.Context, s *streams, t *target, inst *installer.Installer) error {
 	p, err := inst.Plan(ctx)
-	if t.output == "json" {
+	if t.output.json() {
 		out := struct {
 			Node    string            `json:"node"`
 			Steps   []engine.StepPlan `json:"steps"`
@@ -160,9 +160,7 @@ func printPlan(ctx context.Context, s *streams, t *target, inst *installer.Insta
 		if err != nil {
 			out.Error = err.Error()
 		}
-		enc := json.NewEncoder(s.out)
-		enc.SetIndent("", "  ")
-		if encErr := enc.Encode(out); encErr != nil {
+		if encErr := writeJSON(s.out, out); encErr != nil {
 			return encErr
 		}
 		if err != nil {
@@ -187,9 +185,6 @@ func newUninstallCmd(s *streams) *cobra.Command {
 		Short: "Stop and remove what perch installed (data is kept unless --purge)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := t.check(); err != nil {
-				return err
-			}
 			cfg, err := t.loadOrDefault(s)
 			if err != nil {
 				return err

@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 
 	"github.com/spf13/cobra"
 
-	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/installer/apps"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/node"
-	"github.com/perchedge/perch/manifests/render"
 )
 
 func newManifestsCmd(s *streams) *cobra.Command {
@@ -40,42 +38,29 @@ func newManifestsRenderCmd(s *streams) *cobra.Command {
 			if gpus < 0 {
 				return &usageError{fmt.Errorf("--gpus must be 0 or more, got %d", gpus)}
 			}
-			cfg, err := config.Load(config.Source{File: configFile, Stdin: s.in, Flags: cmd.Flags()})
-			var inv *config.InvalidError
-			if errors.As(err, &inv) {
-				fmt.Fprintln(s.err, inv.Error())
-				return &alreadyReported{err}
-			}
+			cfg, err := loadConfig(s, config.Source{File: configFile, Stdin: s.in, Flags: cmd.Flags()})
 			if err != nil {
-				return &usageError{err}
+				return err
 			}
-			in := render.Inputs{}
+			var gpuInv *gpu.Inventory
 			if cmd.Flags().Changed("gpus") {
-				in.GPU = &gpu.Inventory{GPUs: make([]gpu.Device, gpus)}
-			} else if in.GPU, err = detectGPUs(cmd.Context(), s, &cfg); err != nil {
+				gpuInv = &gpu.Inventory{GPUs: make([]gpu.Device, gpus)}
+			} else if gpuInv, err = detectGPUs(cmd.Context(), s, &cfg); err != nil {
 				return err
 			}
-			if src := cfg.Bundle.Source; src != "" {
-				charts, cleanup, err := bundleCharts(cmd.Context(), &cfg)
-				if err != nil {
-					return err
-				}
-				defer cleanup()
-				in.Charts = charts
-			}
-			apps, err := render.Apps(&cfg, in)
+			rendered, skipped, err := apps.Review(cmd.Context(), &cfg, gpuInv)
 			if err != nil {
 				return err
 			}
-			written, err := render.WriteDir(out, apps)
+			written, err := apps.WriteDir(out, rendered)
 			if err != nil {
 				return err
 			}
 			for _, w := range written {
 				fmt.Fprintf(s.out, "wrote %s\n", w)
 			}
-			fmt.Fprintf(s.out, "%d app(s) in %s, %d file(s) changed\n", len(apps), out, len(written))
-			for _, sk := range render.Skipped(&cfg, in) {
+			fmt.Fprintf(s.out, "%d app(s) in %s, %d file(s) changed\n", len(rendered), out, len(written))
+			for _, sk := range skipped {
 				fmt.Fprintf(s.err, "not rendered: %s\n", sk)
 			}
 			return nil
@@ -99,23 +84,4 @@ func detectGPUs(ctx context.Context, s *streams, cfg *config.Appliance) (*gpu.In
 		fmt.Fprintf(s.err, "warning: %s; rendering CPU-only (pass --gpus N to render for a GPU node)\n", why)
 	}
 	return inv, nil
-}
-
-func bundleCharts(ctx context.Context, cfg *config.Appliance) ([]render.Chart, func(), error) {
-	src := cfg.Bundle.Source
-	if src == "auto" {
-		return nil, nil, &usageError{errors.New("bundle.source auto: pass the bundle's path with --bundle")}
-	}
-	if cfg.Bundle.PublicKey == "" {
-		return nil, nil, &usageError{errors.New("bundle.publicKey (--pubkey NAME.pub) is required to check the bundle's signature")}
-	}
-	pub, err := bundles.LoadPublicKey(cfg.Bundle.PublicKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bundle.publicKey: %w", err)
-	}
-	charts, cleanup, err := render.OpenBundleCharts(ctx, src, bundles.OpenOptions{PublicKey: &pub, Arch: runtime.GOARCH})
-	if err != nil {
-		return nil, nil, fmt.Errorf("bundle.source: %w", err)
-	}
-	return charts, cleanup, nil
 }

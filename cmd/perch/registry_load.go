@@ -77,10 +77,7 @@ func (l *registryLoad) run(ctx context.Context, s *streams, src string) error {
 	if (l.username == "") != (l.passFile == "") {
 		return &usageError{errors.New("--username and --password-file go together")}
 	}
-	r, err := l.rep.reporter(s, "registry-load")
-	if err != nil {
-		return err
-	}
+	r := l.rep.reporter(s, "registry-load")
 	// distribution logs through logrus; every failure comes back as an
 	// error naming the blob, so its lines would only say it twice
 	std := logrus.StandardLogger()

@@ -30,9 +30,6 @@ func newStatusCmd(s *streams) *cobra.Command {
 			"line says why). Without --config the registry settings are the defaults.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := t.check(); err != nil {
-				return err
-			}
 			cfg, err := t.loadOrDefault(s)
 			if err != nil {
 				return err
@@ -48,7 +45,7 @@ func newStatusCmd(s *streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if t.output == "json" {
+			if t.output.json() {
 				err = status.WriteJSON(s.out, rep)
 			} else {
 				err = status.WriteText(s.out, rep)
@@ -65,7 +62,7 @@ func newStatusCmd(s *streams) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&t.configFile, "config", "c", "", "appliance config file, for the registry settings (default: the defaults)")
 	f.StringVar(&t.root, "root", "/", "the node's files are under this directory (sandboxes, tests)")
-	f.StringVarP(&t.output, "output", "o", "text", "output format: text or json")
+	addOutput(f, &t.output, "")
 	t.flags = f
 	return cmd
 }

@@ -13,9 +13,6 @@ import (
 // runWizard asks on the terminal for what --config would have said, then
 // installs (or, with --dry-run, shows the plan) like the file mode does.
 func runWizard(ctx context.Context, s *streams, t *target, dryRun bool) error {
-	if err := t.check(); err != nil {
-		return err
-	}
 	o := wizard.Options{
 		Backend: &wizard.System{Root: t.root, Init: t.init},
 		DryRun:  dryRun,

@@ -72,11 +72,9 @@ func (s *appsStep) desired(ctx context.Context) (apps []render.App, ok bool, err
 			return nil, false, nil
 		}
 		// the manifest verified at plan time, not a second read from disk
-		for _, c := range b.Manifest.Charts {
-			in.Charts = append(in.Charts, render.Chart{Name: c.Name, Version: c.Version, Path: filepath.Join(dir, filepath.FromSlash(c.Path))})
-		}
+		in.Charts = bundleCharts(dir, b.Manifest)
 	}
-	apps, err = render.Apps(s.a.n.Cfg, in)
+	apps, err = render.Apps(Spec(s.a.n.Cfg), in)
 	return apps, true, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/perchedge/perch/bundles"
+	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
 	"github.com/perchedge/perch/installer/node"
@@ -24,9 +25,6 @@ import (
 // Dir holds installed bundles, one directory per name and version; they
 // are data, kept by uninstall until --purge.
 const Dir = engine.StateDir + "/bundles"
-
-// Auto as bundle.source picks the bundle found on removable media.
-const Auto = "auto"
 
 // Bundle is the configured bundle: its manifest and signature checked at
 // plan time, every byte verified before the first host change of an install.
@@ -52,7 +50,7 @@ func Load(ctx context.Context, n *node.Node, arch string, report func(step strin
 	if src == "" {
 		return nil, nil
 	}
-	if src == Auto {
+	if src == config.BundleAuto {
 		found, err := bundles.Discover(bundles.DiscoverOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("bundle.source auto: %w", err)

@@ -44,9 +44,13 @@ type Node struct {
 }
 
 type Bundle struct {
+	// Source is a path, a URL, or BundleAuto.
 	Source    string `key:"source" flag:"bundle"`
 	PublicKey string `key:"publicKey" flag:"pubkey"`
 }
+
+// BundleAuto as bundle.source picks the bundle found on removable media.
+const BundleAuto = "auto"
 
 type K3s struct {
 	// Binary is where the k3s binary comes from when no bundle is used.

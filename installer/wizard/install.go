@@ -12,7 +12,6 @@ import (
 	"github.com/perchedge/perch/installer/apps"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
-	"github.com/perchedge/perch/manifests"
 )
 
 type phase int
@@ -431,7 +430,7 @@ func (m *Model) keyDone(k tea.KeyMsg) tea.Cmd {
 }
 
 // Where the appliance serves what people open: the gateway's HLS port and
-// Grafana's Service port (manifests.ServiceType exposes both on the node
+// Grafana's Service port (Appliance.ServiceType exposes both on the node
 // through ServiceLB), and the registry's.
 const (
 	grafanaURL     = "http://%s:3000 (user admin, password in " + apps.GrafanaPasswordPath + ")"
@@ -484,7 +483,7 @@ func (m *Model) viewDone() []string {
 	} else {
 		out = append(out, fmt.Sprintf("Perch is installed on %s.", name), "", styleTitle.Render("Open"))
 		// without ServiceLB the Services stay inside the cluster
-		exposed := manifests.ServiceType(&c) == "LoadBalancer"
+		exposed := apps.Spec(&c).ServiceType() == "LoadBalancer"
 		if c.Monitoring.Enabled && c.Monitoring.Grafana {
 			if exposed {
 				out = append(out, m.kv("Grafana", fmt.Sprintf(grafanaURL, host))...)

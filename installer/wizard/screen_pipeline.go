@@ -2,8 +2,6 @@ package wizard
 
 import (
 	"fmt"
-	"net/url"
-	"strings"
 
 	tea "github.com/charmbracelet/bubbletea"
 
@@ -143,7 +141,7 @@ func (m *Model) viewPipeline() []string {
 		if name == "" {
 			name = "(no name)"
 		}
-		out = append(out, m.row(m.pipeFocus == i && m.editing < 0, name, redactURL(c.URL), m.fieldErrs(p))...)
+		out = append(out, m.row(m.pipeFocus == i && m.editing < 0, name, config.RedactURL(c.URL), m.fieldErrs(p))...)
 	}
 	if len(m.cams) > first+room {
 		out = append(out, styleDim.Render(fmt.Sprintf("  ... %d more below", len(m.cams)-first-room)))
@@ -160,17 +158,4 @@ func (m *Model) viewPipeline() []string {
 		out = append(out, styleErr.Render("! "+e.Error()))
 	}
 	return out
-}
-
-// redactURL keeps camera passwords off the screen (the file has them).
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "***")
-		return strings.Replace(u.String(), "%2A%2A%2A", "***", 1)
-	}
-	return s
 }

@@ -279,6 +279,19 @@ func TestPipeline(t *testing.T) {
 	}
 }
 
+// A camera URL shows without its credentials, even one that does not
+// parse as a URL yet (a space typed in the host).
+func TestPipelineHidesCameraPasswords(t *testing.T) {
+	d := start(t, withStick(), Options{}, 80, 24)
+	d.toPipeline()
+	d.press("enter", "gate-1", "tab", "rtsp://admin:hunter2@cam 1/live", "esc")
+	d.waitFor("gate-1")
+	d.waitFor("***@cam 1/live")
+	if s := d.screen(); strings.Contains(s, "hunter2") || strings.Contains(s, "admin:") {
+		t.Fatalf("the camera's credentials are on the screen:\n%s", s)
+	}
+}
+
 func TestMonitoring(t *testing.T) {
 	d := start(t, withStick(), Options{}, 80, 24)
 	d.toMonitoring()

@@ -2,7 +2,6 @@ package render
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -88,41 +87,4 @@ func Pack(ch *chart.Chart) ([]byte, error) {
 		return nil, err
 	}
 	return os.ReadFile(dst)
-}
-
-// BundleCharts lists the charts of an installed (verified) bundle
-// directory, as Inputs.Charts.
-func BundleCharts(dir string) ([]Chart, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, bundles.ManifestName))
-	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", dir, err)
-	}
-	m, err := bundles.ParseManifest(raw)
-	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", dir, err)
-	}
-	out := make([]Chart, 0, len(m.Charts))
-	for _, c := range m.Charts {
-		out = append(out, Chart{Name: c.Name, Version: c.Version, Path: filepath.Join(dir, filepath.FromSlash(c.Path))})
-	}
-	return out, nil
-}
-
-// OpenBundleCharts gets the charts of a bundle source for rendering. A
-// local directory (a path or a file:// URL) is read in place: its signed
-// manifest is checked, then only the chart archives are read and each
-// checked against the manifest's sha256, never the gigabytes of images.
-// Any other source (an archive, a URL) is verified in full into a
-// temporary directory, which cleanup removes.
-func OpenBundleCharts(ctx context.Context, src string, o bundles.OpenOptions) (charts []Chart, cleanup func(), err error) {
-	staged, err := bundles.Stage(ctx, src, bundles.StageOptions{OpenOptions: o, InPlace: true, ChartsOnly: true})
-	if err != nil {
-		return nil, func() {}, err
-	}
-	files := staged.Charts()
-	charts = make([]Chart, 0, len(files))
-	for _, c := range files {
-		charts = append(charts, Chart(c))
-	}
-	return charts, func() { staged.Close() }, nil
 }

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/perchedge/perch/gpu"
-	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/manifests"
 )
 
 // Where the files go, relative to the k3s data dir (k3s.dataDir).
@@ -86,7 +86,7 @@ type Chart struct {
 	Path string
 }
 
-// Inputs are what rendering needs besides the config.
+// Inputs are what rendering needs besides the appliance.
 type Inputs struct {
 	// GPU is the node's inventory; nil or no GPUs renders CPU-only.
 	GPU *gpu.Inventory
@@ -137,7 +137,7 @@ type app struct {
 // Apps renders every app the config wants, in the order they should
 // become ready: GPU access, then monitoring (its CRDs are what dcgm's
 // ServiceMonitor needs), then the exporters and the pipeline that use them.
-func Apps(a *config.Appliance, in Inputs) ([]App, error) {
+func Apps(a *manifests.Appliance, in Inputs) ([]App, error) {
 	var out []App
 	for _, w := range wanted(a, in) {
 		if w.skip != "" {
@@ -154,7 +154,7 @@ func Apps(a *config.Appliance, in Inputs) ([]App, error) {
 
 // Skipped says, per app the config leaves out, why: for plans and for
 // `perch manifests render`, so a missing app is never a silent surprise.
-func Skipped(a *config.Appliance, in Inputs) []string {
+func Skipped(a *manifests.Appliance, in Inputs) []string {
 	var out []string
 	for _, w := range wanted(a, in) {
 		if w.skip != "" {
@@ -165,14 +165,14 @@ func Skipped(a *config.Appliance, in Inputs) []string {
 }
 
 // gpus is how many GPUs pods may use: none when gpu.mode is off.
-func gpus(a *config.Appliance, in Inputs) int {
-	if a.GPU.Mode == config.GPUOff || in.GPU == nil {
+func gpus(a *manifests.Appliance, in Inputs) int {
+	if a.GPU.Off || in.GPU == nil {
 		return 0
 	}
 	return len(in.GPU.GPUs)
 }
 
-func wanted(a *config.Appliance, in Inputs) []app {
+func wanted(a *manifests.Appliance, in Inputs) []app {
 	upstream := func(name string) (Chart, bool) {
 		i := slices.IndexFunc(in.Charts, func(c Chart) bool { return c.Name == name })
 		if i < 0 {
@@ -189,7 +189,7 @@ func wanted(a *config.Appliance, in Inputs) []app {
 	_, haveMon := upstream(Monitoring)
 	monitoring := a.Monitoring.Enabled && haveMon
 	n := gpus(a, in)
-	e := env{a: a, in: in, gpus: n, monitoring: monitoring}
+	v := values{a: a, in: in, gpus: n, monitoring: monitoring}
 
 	// upstream charts only come with a bundle
 	missing := func(name string) string {
@@ -203,7 +203,7 @@ func wanted(a *config.Appliance, in Inputs) []app {
 	}
 	gpuSkip := func(name string) string {
 		switch {
-		case a.GPU.Mode == config.GPUOff:
+		case a.GPU.Off:
 			return "gpu.mode is off"
 		case n == 0:
 			return "the node has no usable NVIDIA GPU"
@@ -219,10 +219,10 @@ func wanted(a *config.Appliance, in Inputs) []app {
 		anaSkip = "pipeline.enabled is false"
 	}
 	return []app{
-		{name: DevicePlugin, namespace: "nvidia-device-plugin", skip: gpuSkip(DevicePlugin), chart: fromBundle(DevicePlugin), values: e.devicePlugin},
-		{name: Monitoring, namespace: "monitoring", skip: monSkip, chart: fromBundle(Monitoring), values: e.monitoringStack},
-		{name: DCGMExporter, namespace: "nvidia-device-plugin", skip: gpuSkip(DCGMExporter), chart: fromBundle(DCGMExporter), values: e.dcgmExporter},
-		{name: Analytics, namespace: "perch", skip: anaSkip, chart: analyticsChart, values: e.analytics},
+		{name: DevicePlugin, namespace: "nvidia-device-plugin", skip: gpuSkip(DevicePlugin), chart: fromBundle(DevicePlugin), values: v.devicePlugin},
+		{name: Monitoring, namespace: "monitoring", skip: monSkip, chart: fromBundle(Monitoring), values: v.monitoringStack},
+		{name: DCGMExporter, namespace: "nvidia-device-plugin", skip: gpuSkip(DCGMExporter), chart: fromBundle(DCGMExporter), values: v.dcgmExporter},
+		{name: Analytics, namespace: "perch", skip: anaSkip, chart: analyticsChart, values: v.analytics},
 	}
 }
 

@@ -2,14 +2,12 @@ package render
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,9 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"sigs.k8s.io/yaml"
 
-	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/gpu"
-	"github.com/perchedge/perch/installer/config"
+	"github.com/perchedge/perch/manifests"
 )
 
 func sha(b []byte) string {
@@ -151,12 +148,16 @@ func inventory(n int, mig ...bool) *gpu.Inventory {
 	return inv
 }
 
-func defaults() *config.Appliance {
-	a := config.Default()
-	return &a
+// defaults is what installer/apps makes of config.Default().
+func defaults() *manifests.Appliance {
+	return &manifests.Appliance{
+		GPU:        manifests.GPU{Replicas: 1},
+		Pipeline:   manifests.Pipeline{Enabled: true},
+		Monitoring: manifests.Monitoring{Enabled: true, Retention: "7d", Grafana: true},
+	}
 }
 
-func render(t *testing.T, a *config.Appliance, in Inputs) []App {
+func render(t *testing.T, a *manifests.Appliance, in Inputs) []App {
 	t.Helper()
 	apps, err := Apps(a, in)
 	if err != nil {
@@ -202,10 +203,10 @@ func TestGolden(t *testing.T) {
 	noMon := defaults()
 	noMon.Monitoring.Enabled = false
 	shared := defaults()
-	shared.GPU.Sharing.Replicas = 4
+	shared.GPU.Replicas = 4
 	cases := []struct {
 		name string
-		a    *config.Appliance
+		a    *manifests.Appliance
 		in   Inputs
 		want []string
 	}{
@@ -248,7 +249,7 @@ func TestObjectsAreValidHelmCharts(t *testing.T) {
 	}
 	dec := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
 	a := defaults()
-	a.GPU.Sharing.Replicas = 3
+	a.GPU.Replicas = 3
 	apps := render(t, a, Inputs{GPU: inventory(1), Charts: bundleCharts(t)})
 	if len(apps) != 4 {
 		t.Fatalf("apps %v, want all four", names(apps))
@@ -310,7 +311,7 @@ func TestDevicePluginValues(t *testing.T) {
 		{2, inventory(2, true, false), "mixed"},
 	} {
 		a := defaults()
-		a.GPU.Sharing.Replicas = c.replicas
+		a.GPU.Replicas = c.replicas
 		dp := find(t, render(t, a, Inputs{GPU: c.inv, Charts: charts}), DevicePlugin)
 		var vals map[string]any
 		if err := yaml.Unmarshal([]byte(dp.HelmChart.Spec.ValuesContent), &vals); err != nil {
@@ -453,12 +454,12 @@ func TestRegistryOverrides(t *testing.T) {
 func TestWhatIsRendered(t *testing.T) {
 	charts := bundleCharts(t)
 	off := defaults()
-	off.GPU.Mode = config.GPUOff
+	off.GPU.Off = true
 	noPipe := defaults()
 	noPipe.Pipeline.Enabled = false
 	for _, c := range []struct {
 		name string
-		a    *config.Appliance
+		a    *manifests.Appliance
 		in   Inputs
 		want string
 	}{
@@ -488,7 +489,7 @@ func TestWhatIsRendered(t *testing.T) {
 func TestDeterministic(t *testing.T) {
 	charts := bundleCharts(t)
 	a := defaults()
-	a.GPU.Sharing.Replicas = 2
+	a.GPU.Replicas = 2
 	in := Inputs{GPU: inventory(1), Charts: charts, Registry: "10.0.0.5:5000"}
 	first := render(t, a, in)
 	time.Sleep(1100 * time.Millisecond) // a timestamp in an archive would now differ
@@ -503,41 +504,6 @@ func TestDeterministic(t *testing.T) {
 		if !bytes.Equal(first[i].Chart.Data, second[i].Chart.Data) || first[i].Chart.Path != second[i].Chart.Path {
 			t.Errorf("%s: chart archive differs between renders", first[i].Name)
 		}
-	}
-
-	dir := t.TempDir()
-	written, err := WriteDir(dir, first)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(written) != 2*len(first) {
-		t.Errorf("first write: %v", written)
-	}
-	for _, app := range first {
-		for _, f := range []struct {
-			rel  string
-			data []byte
-		}{{app.File, app.YAML}, {app.Chart.Path, app.Chart.Data}} {
-			got, err := os.ReadFile(filepath.Join(dir, f.rel))
-			if err != nil || !bytes.Equal(got, f.data) {
-				t.Errorf("%s: not written as rendered (%v)", f.rel, err)
-			}
-		}
-	}
-	yamlFile := filepath.Join(dir, first[0].File)
-	old := time.Now().Add(-time.Hour).Truncate(time.Second)
-	if err := os.Chtimes(yamlFile, old, old); err != nil {
-		t.Fatal(err)
-	}
-	written, err = WriteDir(dir, second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(written) != 0 {
-		t.Errorf("re-writing unchanged apps touched %v", written)
-	}
-	if fi, err := os.Stat(yamlFile); err != nil || !fi.ModTime().Equal(old) {
-		t.Errorf("%s was rewritten though unchanged", yamlFile)
 	}
 }
 
@@ -565,71 +531,13 @@ func TestCheckName(t *testing.T) {
 	}
 }
 
-func TestBundleCharts(t *testing.T) {
+func TestMisnamedChart(t *testing.T) {
 	charts := bundleCharts(t)
-	// a wrongly named chart is refused with the app's name
 	wrong := charts[0]
 	wrong.Name = DCGMExporter
 	_, err := Apps(defaults(), Inputs{GPU: inventory(1), Charts: []Chart{charts[0], wrong}})
 	if err == nil || !strings.Contains(err.Error(), "app dcgm-exporter") || !strings.Contains(err.Error(), `holds chart "nvidia-device-plugin"`) {
 		t.Errorf("misnamed chart: %v", err)
-	}
-	// an installed bundle directory lists its charts where they are
-	dir := t.TempDir()
-	data, err := os.ReadFile(charts[0].Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for p, d := range map[string][]byte{"k3s/k3s": []byte("k3s"), "charts/nvidia-device-plugin-0.17.1.tgz": data} {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, p), d, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := bundles.Manifest{
-		APIVersion: bundles.APIVersion, Kind: bundles.ManifestKind, Name: "edge", Version: "1", Arch: "amd64",
-		K3s:    bundles.K3sInfo{Version: "v1.31.0+k3s1", Binary: "k3s/k3s"},
-		Charts: []bundles.Chart{{Name: DevicePlugin, Version: "0.17.1", Path: "charts/nvidia-device-plugin-0.17.1.tgz"}},
-		Files: []bundles.File{
-			{Path: "charts/nvidia-device-plugin-0.17.1.tgz", Size: int64(len(data)), SHA256: sha(data)},
-			{Path: "k3s/k3s", Size: 3, SHA256: sha([]byte("k3s"))},
-		},
-	}
-	raw, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, bundles.ManifestName), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	got, err := BundleCharts(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0].Name != DevicePlugin || got[0].Path != filepath.Join(dir, "charts", "nvidia-device-plugin-0.17.1.tgz") {
-		t.Errorf("BundleCharts = %+v", got)
-	}
-	// read for rendering, the directory's charts are checked against its manifest
-	unsigned := bundles.OpenOptions{InsecureSkipSignature: true}
-	opened, cleanup, err := OpenBundleCharts(context.Background(), dir, unsigned)
-	if err != nil {
-		t.Fatalf("intact chart: %v", err)
-	}
-	cleanup()
-	if !slices.Equal(opened, got) {
-		t.Errorf("OpenBundleCharts = %+v, want %+v", opened, got)
-	}
-	if err := os.WriteFile(got[0].Path, append(data, 0), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := OpenBundleCharts(context.Background(), dir, unsigned); err == nil || !strings.Contains(err.Error(), "differs from the signed manifest") {
-		t.Errorf("altered chart: %v", err)
-	}
-
-	if _, err := BundleCharts(t.TempDir()); err == nil || !strings.Contains(err.Error(), "perch-bundle.json") {
-		t.Errorf("directory without a manifest: %v", err)
 	}
 }
 

@@ -4,13 +4,12 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/perchedge/perch/gpu"
-	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/manifests"
 )
 
-// env is what every app's values are computed from.
-type env struct {
-	a          *config.Appliance
+// values is what every app's values are computed from.
+type values struct {
+	a          *manifests.Appliance
 	in         Inputs
 	gpus       int
 	monitoring bool // kube-prometheus-stack, and so the Prometheus Operator CRDs, is installed
@@ -24,7 +23,7 @@ var gpuNodes = map[string]any{gpu.LabelPresent: "true"}
 var gpuToleration = map[string]any{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 // pullSecrets is the imagePullSecrets list of a chart, or nil.
-func (e env) pullSecrets() []any {
+func (e values) pullSecrets() []any {
 	if e.in.PullSecret == "" {
 		return nil
 	}
@@ -55,7 +54,7 @@ func MIGStrategy(inv *gpu.Inventory) string {
 }
 
 // devicePlugin: the chart's keys as of nvidia-device-plugin 0.17.
-func (e env) devicePlugin(info *chartInfo) (map[string]any, error) {
+func (e values) devicePlugin(info *chartInfo) (map[string]any, error) {
 	mig := MIGStrategy(e.in.GPU)
 	v := map[string]any{
 		// without the nvidia runtime the plugin cannot see the GPUs
@@ -67,7 +66,7 @@ func (e env) devicePlugin(info *chartInfo) (map[string]any, error) {
 		// follows gfd.enabled
 		"gfd": map[string]any{"enabled": false},
 	}
-	if r := e.a.GPU.Sharing.Replicas; r > 1 {
+	if r := e.a.GPU.Replicas; r > 1 {
 		cfg, err := yaml.Marshal(map[string]any{
 			"version": "v1",
 			"flags":   map[string]any{"migStrategy": mig},
@@ -92,7 +91,7 @@ func (e env) devicePlugin(info *chartInfo) (map[string]any, error) {
 // dcgmExporter: the chart's keys as of dcgm-exporter 4.x. Its
 // ServiceMonitor is on by default, and a ServiceMonitor without the
 // Prometheus Operator's CRDs fails the whole release.
-func (e env) dcgmExporter(info *chartInfo) (map[string]any, error) {
+func (e values) dcgmExporter(info *chartInfo) (map[string]any, error) {
 	sm := map[string]any{"enabled": e.monitoring}
 	if e.monitoring {
 		// found even by a Prometheus that selects on its release label
@@ -111,7 +110,7 @@ func (e env) dcgmExporter(info *chartInfo) (map[string]any, error) {
 }
 
 // monitoringStack: kube-prometheus-stack, as k3s can serve it.
-func (e env) monitoringStack(info *chartInfo) (map[string]any, error) {
+func (e values) monitoringStack(info *chartInfo) (map[string]any, error) {
 	m := e.a.Monitoring
 	off := map[string]any{"enabled": false}
 	spec := map[string]any{
@@ -151,7 +150,7 @@ func (e env) monitoringStack(info *chartInfo) (map[string]any, error) {
 			"defaultDashboardsEnabled": true,
 			// on the node's addresses at :3000 (ServiceLB), where the
 			// installer's last screen says to open it
-			"service": map[string]any{"type": manifests.ServiceType(e.a), "port": 3000},
+			"service": map[string]any{"type": e.a.ServiceType(), "port": 3000},
 			// never the chart's well-known default password on a port the
 			// site can reach: install writes this Secret from a password
 			// it generates (GrafanaAdminSecret)
@@ -172,8 +171,8 @@ func (e env) monitoringStack(info *chartInfo) (map[string]any, error) {
 }
 
 // analytics: the embedded pipeline chart; its values are its own package's.
-func (e env) analytics(*chartInfo) (map[string]any, error) {
-	return manifests.AnalyticsValues(e.a, manifests.Env{
+func (e values) analytics(*chartInfo) (map[string]any, error) {
+	return manifests.AnalyticsValues(e.a, manifests.Node{
 		GPUs:           e.gpus,
 		Registry:       e.in.Registry,
 		PullSecret:     e.in.PullSecret,
@@ -182,7 +181,7 @@ func (e env) analytics(*chartInfo) (map[string]any, error) {
 }
 
 // withImages adds the registry overrides of the chart's images under v.
-func (e env) withImages(info *chartInfo, v map[string]any) (map[string]any, error) {
+func (e values) withImages(info *chartInfo, v map[string]any) (map[string]any, error) {
 	if e.in.Registry == "" {
 		return v, nil
 	}
