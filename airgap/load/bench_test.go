@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"github.com/perchedge/perch/internal/benchdata"
-	"github.com/perchedge/perch/internal/testreg"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +12,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/perchedge/perch/internal/benchdata"
+	"github.com/perchedge/perch/internal/testreg"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/perchedge/perch/internal/testreg"
 	"io"
 	"io/fs"
 	"net/http"
@@ -14,8 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/perchedge/perch/internal/testreg"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
@@ -550,10 +552,44 @@ func TestToRemote(t *testing.T) {
 }
 
 func TestToRemoteTarget(t *testing.T) {
-	for _, bad := range []string{"ftp://host", "https://user:pw@host", "https://host?x=1", "://"} {
+	for _, bad := range []string{"ftp://host", "https://user:pw-planted@host", "user:pw-planted@host", "https://host?x=1", "://"} {
 		_, err := load.ToRemote(t.Context(), writeTestLayout(t, t.TempDir()).dir, bad, load.RemoteOptions{})
 		if err == nil || !strings.Contains(err.Error(), "--to") {
 			t.Errorf("--to %q: got %v, want it refused", bad, err)
 		}
+		if err != nil && strings.Contains(err.Error(), "pw-planted") {
+			t.Errorf("--to %q: the error shows the password: %v", bad, err)
+		}
 	}
 }
+
+// https:// means TLS: never plain HTTP, not even to a loopback or private
+// address, where the image library would fall back to it and send the
+// credentials in clear.
+func TestToRemoteHTTPSNeverFallsBackToHTTP(t *testing.T) {
+	tl := writeTestLayout(t, t.TempDir())
+	reg := testreg.Start(t) // plain HTTP on loopback
+	for _, target := range []string{"https://" + reg.Addr + "/mirror", reg.Addr + "/mirror"} {
+		var plain atomic.Int32
+		spy := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.URL.Scheme != "https" {
+				plain.Add(1)
+			}
+			return http.DefaultTransport.RoundTrip(req)
+		})
+		_, err := load.ToRemote(t.Context(), tl.dir, target, load.RemoteOptions{Transport: spy, Username: "u", Password: "pw"})
+		if err == nil {
+			t.Errorf("--to %s pushed to a plain-HTTP registry", target)
+		}
+		if n := plain.Load(); n != 0 {
+			t.Errorf("--to %s: %d plain-HTTP requests", target, n)
+		}
+	}
+	if n := storedBlobs(t, reg.Storage); n != 0 {
+		t.Errorf("the plain-HTTP registry stored %d blobs", n)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

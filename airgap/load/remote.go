@@ -63,6 +63,12 @@ func ToRemote(ctx context.Context, layoutDir, target string, o RemoteOptions) (R
 			return Result{}, err
 		}
 	}
+	if reg.Scheme() == "http" && !strings.HasPrefix(target, "http://") {
+		// the image library speaks plain HTTP to loopback and private
+		// addresses, where appliances live, and falls back to it when TLS
+		// fails: https:// (or no scheme) means TLS or an error
+		tr = tlsOnly{tr}
+	}
 	var auth authn.Authenticator = authn.Anonymous
 	if o.Username != "" {
 		auth = &authn.Basic{Username: o.Username, Password: o.Password}
@@ -124,7 +130,11 @@ func parseTarget(target string) (name.Registry, string, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.User != nil {
-		return name.Registry{}, "", fmt.Errorf("--to %q: want https://HOST[:PORT][/PREFIX] (or http:// for a plain-HTTP registry)", target)
+		msg := "want https://HOST[:PORT][/PREFIX] (or http:// for a plain-HTTP registry)"
+		if err == nil && u.User != nil {
+			msg = "credentials go in --username and --password-file, not in the URL"
+		}
+		return name.Registry{}, "", fmt.Errorf("--to %q: %s", redact(target), msg)
 	}
 	var opts []name.Option
 	if u.Scheme == "http" {
@@ -132,9 +142,34 @@ func parseTarget(target string) (name.Registry, string, error) {
 	}
 	reg, err := name.NewRegistry(u.Host, opts...)
 	if err != nil {
-		return name.Registry{}, "", fmt.Errorf("--to %q: %w", target, err)
+		return name.Registry{}, "", fmt.Errorf("--to %q: %w", redact(target), err)
 	}
 	return reg, strings.Trim(u.Path, "/"), nil
+}
+
+// tlsOnly sends every request over TLS, whatever scheme the image library
+// chose for it.
+type tlsOnly struct{ base http.RoundTripper }
+
+func (t tlsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "https" {
+		req = req.Clone(req.Context())
+		req.URL.Scheme = "https"
+	}
+	return t.base.RoundTrip(req)
+}
+
+// redact drops the userinfo of a --to that carries one: it may hold the
+// password.
+func redact(target string) string {
+	scheme, rest, ok := strings.Cut(target, "://")
+	if at := strings.LastIndex(rest, "@"); ok && at >= 0 {
+		return scheme + "://***" + rest[at:]
+	}
+	if at := strings.LastIndex(target, "@"); !ok && at >= 0 {
+		return "***" + target[at:]
+	}
+	return target
 }
 
 func (o RemoteOptions) transport() (http.RoundTripper, error) {
