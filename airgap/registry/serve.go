@@ -34,8 +34,10 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// DefaultAddr is where the registry listens unless told otherwise.
-const DefaultAddr = "0.0.0.0:5000"
+// DefaultAddr is where the registry listens unless told otherwise: this
+// machine only, since without TLS and htpasswd anyone who reaches it may
+// push.
+const DefaultAddr = "127.0.0.1:5000"
 
 // drainTimeout bounds how long a stopping registry waits for requests in
 // flight (a node halfway through a large layer) before cutting them.

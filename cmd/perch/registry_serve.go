@@ -11,6 +11,7 @@ import (
 
 func newRegistryServeCmd(s *streams) *cobra.Command {
 	var c registry.Config
+	var insecure bool
 	cmd := &cobra.Command{
 		Use:   "serve --dir DIR [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--htpasswd FILE]",
 		Short: "Run the appliance's image registry until SIGTERM or Ctrl-C",
@@ -28,8 +29,12 @@ func newRegistryServeCmd(s *streams) *cobra.Command {
 			if (c.TLSCert == "") != (c.TLSKey == "") {
 				return &usageError{fmt.Errorf("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")}
 			}
-			if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			hostPart, _, err := net.SplitHostPort(c.Addr)
+			if err != nil {
 				return &usageError{fmt.Errorf("--addr %q: want HOST:PORT, such as %s", c.Addr, registry.DefaultAddr)}
+			}
+			if !loopback(hostPart) && (c.TLSCert == "" || c.Htpasswd == "") && !insecure {
+				return &usageError{fmt.Errorf("--addr %s is reachable from other machines, and without --tls-cert/--tls-key and --htpasswd anyone there could read and push images in clear text: give all three (perch install does), listen on 127.0.0.1, or pass --insecure", c.Addr)}
 			}
 			if c.Htpasswd != "" && c.TLSCert == "" {
 				fmt.Fprintln(s.err, "warning: --htpasswd without --tls-cert: passwords cross the network in clear text")
@@ -44,5 +49,16 @@ func newRegistryServeCmd(s *streams) *cobra.Command {
 	f.StringVar(&c.TLSCert, "tls-cert", "", "server certificate, PEM (with --tls-key)")
 	f.StringVar(&c.TLSKey, "tls-key", "", "server certificate's private key, PEM")
 	f.StringVar(&c.Htpasswd, "htpasswd", "", "bcrypt htpasswd file; every request then needs one of its users")
+	f.BoolVar(&insecure, "insecure", false, "allow a non-loopback --addr without TLS and htpasswd")
 	return cmd
+}
+
+// loopback says whether a listen host is reachable from this machine only.
+// An empty host, as in ":5000", is every interface.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

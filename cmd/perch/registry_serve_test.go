@@ -28,6 +28,11 @@ func TestRegistryServeUsage(t *testing.T) {
 		{"key without cert", []string{"--dir", dir, "--tls-key", "k.pem"}, exitUsage, "--tls-cert and --tls-key go together"},
 		{"addr without port", []string{"--dir", dir, "--addr", "127.0.0.1"}, exitUsage, "want HOST:PORT"},
 		{"argument", []string{"--dir", dir, "extra"}, exitUsage, "takes no arguments"},
+		// off loopback only with TLS and passwords, or when said
+		{"every interface, plain", []string{"--dir", dir, "--addr", "0.0.0.0:5000"}, exitUsage, "reachable from other machines"},
+		{"no host, plain", []string{"--dir", dir, "--addr", ":5000"}, exitUsage, "reachable from other machines"},
+		{"TLS without passwords", []string{"--dir", dir, "--addr", "0.0.0.0:5000", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, exitUsage, "reachable from other machines"},
+		{"insecure said", []string{"--dir", dir, "--addr", "0.0.0.0:0", "--insecure", "--htpasswd", filepath.Join(dir, "nope")}, exitFailure, "perch install writes it"},
 		{"unknown flag", []string{"--dir", dir, "--port", "5000"}, exitUsage, "unknown flag"},
 		{"missing htpasswd", []string{"--dir", dir, "--addr", "127.0.0.1:0", "--htpasswd", filepath.Join(dir, "nope")}, exitFailure, "perch install writes it"},
 		{"missing cert files", []string{"--dir", dir, "--addr", "127.0.0.1:0", "--tls-cert", filepath.Join(dir, "c.pem"), "--tls-key", filepath.Join(dir, "k.pem")}, exitFailure, "c.pem"},
