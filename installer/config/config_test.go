@@ -75,8 +75,20 @@ func TestInvalidConfigs(t *testing.T) {
 		}},
 		{"managed and odd extraArgs", minimal + "  extraArgs: ['--token=abc', 'disable-agent', '--write-kubeconfig-mode=644', '--kube-apiserver-arg=v=2']", []string{
 			"k3s.extraArgs[0]: --token is set from node.token; use that key instead",
-			`k3s.extraArgs[1]: "disable-agent" is not a flag; write it as --flag=value`,
+			`k3s.extraArgs[1]: is not a flag; write each flag and its value as one item, --flag=value`,
 			"k3s.extraArgs[2]: --write-kubeconfig-mode is managed by perch; remove it",
+		}},
+		// k3s's parser takes one dash as two, and every alias
+		{"managed extraArgs however written", minimal + "  extraArgs: ['-token=planted-tok', '-data-dir=/x', '-server=https://s:6443', '--agent-token=planted-agent', '-t', 'planted-sep', '--private-registry=/r.yaml', '--', '-']", []string{
+			"k3s.extraArgs[0]: -token is set from node.token; use that key instead",
+			"k3s.extraArgs[1]: -data-dir is set from k3s.dataDir; use that key instead",
+			"k3s.extraArgs[2]: -server is set from node.serverURL; use that key instead",
+			"k3s.extraArgs[3]: --agent-token would put a secret on k3s's command line, where ps shows it; use --agent-token-file=PATH with the token in a 0600 file",
+			"k3s.extraArgs[4]: -t is set from node.token; use that key instead",
+			"k3s.extraArgs[5]: is not a flag; write each flag and its value as one item, --flag=value",
+			"k3s.extraArgs[6]: --private-registry is set from registry.enabled; use that key instead",
+			"k3s.extraArgs[7]: is not a flag; write each flag and its value as one item, --flag=value",
+			"k3s.extraArgs[8]: is not a flag; write each flag and its value as one item, --flag=value",
 		}},
 		{"bad disable list", minimal + "  disable: [traefik, nginx, traefik]", []string{
 			`k3s.disable[1]: "nginx" is not a k3s component; valid: coredns, servicelb, traefik, local-storage, metrics-server, runtimes`,

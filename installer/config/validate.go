@@ -15,22 +15,41 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// managedArgs are k3s flags Perch writes from the config itself; setting
-// them again in extraArgs would make two sources of truth.
+// managedArgs are k3s flags Perch writes from the config itself, by name
+// without dashes (k3s's flag parser takes -name and --name alike, and
+// each alias); setting them again in extraArgs would make two sources of
+// truth, and put a token on k3s's command line, where ps shows it.
 var managedArgs = map[string]string{
-	"--config": "perch writes it", "-c": "perch writes it",
-	"--data-dir": "k3s.dataDir", "-d": "k3s.dataDir",
-	"--token": "node.token", "-t": "node.token", "--token-file": "node.tokenFile",
-	"--server": "node.serverURL", "-s": "node.serverURL",
-	"--cluster-init": "node.clusterInit",
-	"--node-ip":      "node.nodeIP", "-i": "node.nodeIP",
-	"--node-name":        "node.hostname",
-	"--node-label":       "node.labels",
-	"--disable":          "k3s.disable",
-	"--disable-agent":    "k3s.disableAgent",
-	"--default-runtime":  "k3s.defaultRuntime",
-	"--write-kubeconfig": "perch writes it", "-o": "perch writes it",
-	"--write-kubeconfig-mode": "perch writes it",
+	"config": "perch writes it", "c": "perch writes it",
+	"data-dir": "k3s.dataDir", "d": "k3s.dataDir",
+	"token": "node.token", "t": "node.token", "token-file": "node.tokenFile",
+	"server": "node.serverURL", "s": "node.serverURL",
+	"cluster-init": "node.clusterInit",
+	"node-ip":      "node.nodeIP", "i": "node.nodeIP",
+	"node-name":                         "node.hostname",
+	"node-label":                        "node.labels",
+	"disable":                           "k3s.disable",
+	"disable-agent":                     "k3s.disableAgent",
+	"default-runtime":                   "k3s.defaultRuntime",
+	"private-registry":                  "registry.enabled",
+	"disable-default-registry-endpoint": "registry.enabled",
+	"write-kubeconfig":                  "perch writes it", "o": "perch writes it",
+	"write-kubeconfig-mode": "perch writes it",
+}
+
+// secretArgs are k3s flags whose value is a secret: on k3s's command line
+// every user of the machine could read it in ps.
+var secretArgs = map[string]string{
+	"agent-token":        "--agent-token-file=PATH with the token in a 0600 file",
+	"etcd-s3-secret-key": "the AWS_SECRET_ACCESS_KEY of k3s's environment",
+	"etcd-s3-access-key": "the AWS_ACCESS_KEY_ID of k3s's environment",
+}
+
+// argName is a k3s flag's name as its parser reads it: one or two leading
+// dashes, the value after "=".
+func argName(a string) string {
+	name, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+	return name
 }
 
 // Components k3s 1.31 can leave out (k3s server --help, --disable).
@@ -172,17 +191,23 @@ func validateK3s(c *Appliance, es *FieldErrors) {
 	}
 	for i, a := range k.ExtraArgs {
 		p := fmt.Sprintf("k3s.extraArgs[%d]", i)
-		if !strings.HasPrefix(a, "-") {
-			es.add(p, "%q is not a flag; write it as --flag=value", a)
+		// never echo an item: it may be the value of a secret flag
+		// given as a separate item (--token, SECRET)
+		if !strings.HasPrefix(a, "-") || argName(a) == "" {
+			es.add(p, "is not a flag; write each flag and its value as one item, --flag=value")
 			continue
 		}
-		name, _, _ := strings.Cut(a, "=")
+		name := argName(a)
+		flag, _, _ := strings.Cut(a, "=") // as written, without its value
 		if owner, ok := managedArgs[name]; ok {
 			if owner == "perch writes it" {
-				es.add(p, "%s is managed by perch; remove it", name)
+				es.add(p, "%s is managed by perch; remove it", flag)
 			} else {
-				es.add(p, "%s is set from %s; use that key instead", name, owner)
+				es.add(p, "%s is set from %s; use that key instead", flag, owner)
 			}
+		}
+		if instead, ok := secretArgs[name]; ok {
+			es.add(p, "%s would put a secret on k3s's command line, where ps shows it; use %s", flag, instead)
 		}
 	}
 	seen := map[string]bool{}
