@@ -61,7 +61,11 @@ spec:
 	}
 	tgz, err := render.Pack(ch)
 	must(t, err)
-	must(t, os.WriteFile(filepath.Join(s.root, "var/lib/rancher/k3s/server/static/charts/probe-0.1.0.tgz"), tgz, 0o644))
+	// the directory is Perch's to make, as the apps step does: whether k3s
+	// made it already depends on the static content it was built with
+	charts := filepath.Join(s.root, "var/lib/rancher/k3s/server/static/charts")
+	must(t, os.MkdirAll(charts, 0o755))
+	must(t, os.WriteFile(filepath.Join(charts, "probe-0.1.0.tgz"), tgz, 0o644))
 	hc := s.helmClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
