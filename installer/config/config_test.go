@@ -66,7 +66,7 @@ func TestInvalidConfigs(t *testing.T) {
 		}},
 		{"wrong types", minimal + "  readyTimeout: 300\nnode: {clusterInit: maybe, labels: [a]}\nregistry: {port: 50.5}", []string{
 			"k3s.readyTimeout: must be a duration with a unit such as 90s or 5m, got the number 300",
-			`node.clusterInit: "maybe" is not true or false`,
+			`node.clusterInit: "maybe" is not true or false; write true or false (yes, on and 1 are not booleans here)`,
 			"node.labels: must be a mapping of strings, got a list",
 			"registry.port: must be a whole number, got the number 50.5",
 		}},
@@ -130,8 +130,26 @@ func TestInvalidConfigs(t *testing.T) {
 			"bundle.publicKey: required with bundle.source: the .pub file the bundle was signed with (perch bundle keygen made it)",
 			"k3s.binary: is set together with bundle.source; the bundle carries k3s, so remove k3s.binary",
 		}},
+		{"serverURL without a port", minimal + "node: {role: agent, serverURL: 'https://10.0.0.1', token: abc}", []string{
+			`node.serverURL: "https://10.0.0.1" has no port; k3s servers listen on 6443: https://10.0.0.1:6443`,
+		}},
+		{"serverURL with a query", minimal + "node: {role: agent, serverURL: 'https://10.0.0.1:6443?x=1', token: abc}", []string{
+			`node.serverURL: must be only https://SERVER:PORT, without a user, path, query or fragment, got "https://10.0.0.1:6443?x=1"`,
+		}},
+		{"camera port out of range", minimal + "pipeline: {streams: [{name: a, url: 'rtsp://cam:99999/s'}]}", []string{
+			`pipeline.streams[0].url: port "99999" is not a port number (1 to 65535)`,
+		}},
+		{"camera URL with a fragment", minimal + "pipeline: {streams: [{name: a, url: 'rtsp://cam/s#1'}]}", []string{
+			"pipeline.streams[0].url: has a #fragment, which no camera reads; write a # in a password as %23",
+		}},
+		{"yes is not a boolean", minimal + "node: {clusterInit: yes}", []string{
+			`node.clusterInit: "yes" is not true or false; write true or false (yes, on and 1 are not booleans here)`,
+		}},
+		{"a long value is cut when echoed", minimal + "node: {role: " + strings.Repeat("x", 300) + "}", []string{
+			`node.role: must be server or agent, got "` + strings.Repeat("x", 64) + `… (300 bytes)"`,
+		}},
 		{"not a mapping", "- a\n- b", []string{
-			"(file): the file must hold a mapping of keys at the top, got a list",
+			"(file): the file must hold a mapping of keys at the top, got a list; check that it is the appliance config",
 		}},
 	}
 	for _, tt := range tests {
@@ -322,14 +340,7 @@ func FuzzLoadBytes(f *testing.F) {
 	f.Add([]byte(`{"node":{"labels":{"a":1}},"k3s":{"extraArgs":[1,{}]}}`), "json")
 	f.Add([]byte("[node]\nrole = 3\n"), "toml")
 	f.Add([]byte("pipeline: {streams: [[], {name: [x]}]}\nk3s: {readyTimeout: -5h}"), "yaml")
-	f.Fuzz(func(t *testing.T, data []byte, format string) {
-		cfg, err := LoadBytes(data, format)
-		if err == nil {
-			if errs := Validate(&cfg); len(errs) > 0 {
-				t.Fatalf("loaded config fails validation: %v", errs)
-			}
-		}
-	})
+	f.Fuzz(fuzzLoad)
 }
 
 func BenchmarkLoadExample(b *testing.B) {
@@ -389,6 +400,7 @@ func TestNotRegularFileRefused(t *testing.T) {
 		{"fifo", fifo, "a named pipe"},
 		{"socket", sock, "a socket"},
 		{"char device", os.DevNull, "a device"},
+		{"endless device", "/dev/zero", "a device"},
 		{"directory", t.TempDir(), "a directory"},
 	}
 	for _, tt := range tests {
@@ -416,6 +428,116 @@ func TestConfigTooLarge(t *testing.T) {
 		err := loadWithin(t, src)
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "larger than 4 MiB") {
 			t.Errorf("%s: want a too-large error, got %v", src.File, err)
+		}
+	}
+}
+
+// TestParseOneRuleEveryFormat: a key given twice, data after the document
+// and nesting bombs are refused in YAML, TOML and JSON alike, and a file
+// that is not a config is never repeated back (it may be a password file).
+func TestParseOneRuleEveryFormat(t *testing.T) {
+	deep := func(open, close string) []byte {
+		return []byte("a = " + strings.Repeat(open, 2<<20) + strings.Repeat(close, 2<<20))
+	}
+	tests := []struct {
+		name, format string
+		data         []byte
+		want         string
+	}{
+		{"YAML duplicate", "yaml", []byte("node: {role: server}\nnode: {role: agent}\n"), "already defined"},
+		{"TOML duplicate", "toml", []byte("[node]\nrole = 'server'\nrole = 'agent'\n"), "already"},
+		{"JSON duplicate", "json", []byte(`{"node": {"role": "server", "role": "agent"}}`), "already defined"},
+		{"JSON trailing data", "json", []byte(`{"node": {}} {"k3s": {}}`), "data after the end of the document"},
+		{"TOML nested arrays", "toml", deep("[", "]"), "nested more than 32 levels"},
+		{"JSON nested arrays", "json", append(append([]byte(`{"a": `), deep("[", "]")[4:]...), '}'), "nested more than 32 levels"},
+		{"YAML flow nesting", "yaml", deep("{a: ", "}")[4:], "nested more than 32 levels"},
+		{"YAML password file", "yaml", []byte("s3cret-planted-value\n"), "got a string; check"},
+		{"JSON password file", "json", []byte(`"s3cret-planted-value"`), "got a string; check"},
+		{"TOML password file", "toml", []byte("s3cret-planted-value\n"), "not valid TOML"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadBytes(tt.data, tt.format)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("want an error with %q, got %v", tt.want, err)
+			}
+			if strings.Contains(err.Error(), "s3cret-planted") {
+				t.Errorf("the file's content is repeated: %v", err)
+			}
+			if len(err.Error()) > 1024 {
+				t.Errorf("error of %d bytes", len(err.Error()))
+			}
+		})
+	}
+}
+
+// TestBooleansOneRule: true and false, in any case, from a file, a
+// variable or a flag; yes, on and 1 are refused from each.
+func TestBooleansOneRule(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a.yaml")
+	if err := os.WriteFile(file, []byte(minimal), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"yes", "on", "1", "t"} {
+		t.Run("env "+v, func(t *testing.T) {
+			t.Setenv("PERCH_NODE_CLUSTER_INIT", v)
+			if err := loadWithin(t, Source{File: file}); err == nil || !strings.Contains(err.Error(), "is not true or false") {
+				t.Errorf("PERCH_NODE_CLUSTER_INIT=%s: want refused, got %v", v, err)
+			}
+		})
+		t.Run("flag "+v, func(t *testing.T) {
+			fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			AddFlags(fs)
+			if err := fs.Parse([]string{"--cluster-init=" + v}); err == nil || !strings.Contains(err.Error(), "is not true or false") {
+				t.Errorf("--cluster-init=%s: want refused, got %v", v, err)
+			}
+		})
+	}
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--cluster-init"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Source{File: file, Flags: fs})
+	if err != nil || !cfg.Node.ClusterInit {
+		t.Errorf("--cluster-init alone: got %v, %v", cfg.Node.ClusterInit, err)
+	}
+	t.Setenv("PERCH_NODE_CLUSTER_INIT", "TRUE")
+	if cfg, err := Load(Source{File: file}); err != nil || !cfg.Node.ClusterInit {
+		t.Errorf("PERCH_NODE_CLUSTER_INIT=TRUE: got %v, %v", cfg.Node.ClusterInit, err)
+	}
+}
+
+func TestUnknownVariableRefused(t *testing.T) {
+	t.Setenv("PERCH_NODE_TOKN", "s3cret-planted-token")
+	t.Setenv("PERCH_CACHE", "/tmp/cache") // not a key, but Perch's
+	err := loadWithin(t, Source{})
+	want := "PERCH_NODE_TOKN: is not a Perch variable; did you mean PERCH_NODE_TOKEN?; unset it or correct its name"
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("want %q, got %v", want, err)
+	}
+	if strings.Contains(err.Error(), "s3cret-planted") || strings.Contains(err.Error(), "PERCH_CACHE") {
+		t.Errorf("error shows the value or a known variable: %v", err)
+	}
+}
+
+func FuzzLoadTOML(f *testing.F) {
+	f.Add([]byte("[node]\nrole = 3\n"))
+	f.Add([]byte("[k3s]\nbinary = '/opt/k3s'\nextraArgs = [[1], {a = 2}]\n[[pipeline.streams]]\nname = 'a'\n"))
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzLoad(t, data, "toml") })
+}
+
+func FuzzLoadJSON(f *testing.F) {
+	f.Add([]byte(`{"node":{"labels":{"a":1}},"k3s":{"extraArgs":[1,{}]}}`))
+	f.Add([]byte(`{"k3s": {"binary": "/opt/k3s"}, "pipeline": {"streams": [{"name": "a", "url": "rtsp://c/s"}]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzLoad(t, data, "json") })
+}
+
+func fuzzLoad(t *testing.T, data []byte, format string) {
+	cfg, err := LoadBytes(data, format)
+	if err == nil {
+		if errs := Validate(&cfg); len(errs) > 0 {
+			t.Fatalf("loaded config fails validation: %v", errs)
 		}
 	}
 }

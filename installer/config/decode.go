@@ -101,9 +101,9 @@ func (d *decoder) decode(path string, in any, out reflect.Value) {
 		case bool:
 			out.SetBool(v)
 		case string:
-			b, err := parseBool(v)
+			b, err := ParseBool(v)
 			if err != nil {
-				d.fail(path, "%q is not true or false", v)
+				d.fail(path, "%q is not true or false; write true or false (yes, on and 1 are not booleans here)", v)
 				return
 			}
 			out.SetBool(b)
@@ -216,14 +216,17 @@ func (d *decoder) decodeStringMap(path string, in any, out reflect.Value) {
 	out.Set(reflect.ValueOf(m))
 }
 
-func parseBool(s string) (bool, error) {
+// ParseBool is the one rule for booleans, in files, PERCH_* variables and
+// flags alike: true or false, in any case. yes, on and 1 are refused
+// everywhere, rather than meaning true in one place and an error in another.
+func ParseBool(s string) (bool, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "true", "yes", "on", "1":
+	case "true":
 		return true, nil
-	case "false", "no", "off", "0":
+	case "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("not a bool")
+	return false, fmt.Errorf("%q is not true or false", clip(s))
 }
 
 func toInt(in any) (int64, bool) {
@@ -254,7 +257,7 @@ func describe(v any) string {
 	case nil:
 		return "nothing"
 	case string:
-		return fmt.Sprintf("the string %q", v)
+		return fmt.Sprintf("the string %q", clip(v))
 	case bool:
 		return fmt.Sprintf("the bool %v", v)
 	case int, int64, uint64, float64:

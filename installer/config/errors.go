@@ -1,8 +1,11 @@
 package config
 
 import (
+	"fmt"
+	"reflect"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // FieldError is one problem with one key, said so a person can fix it.
@@ -25,7 +28,46 @@ func (es FieldErrors) Error() string {
 }
 
 func (es *FieldErrors) add(path, format string, args ...any) {
+	clipQuoted(format, args)
 	*es = append(*es, FieldError{Path: path, Msg: sprintf(format, args...)})
+}
+
+// maxEcho is how much of a value a message repeats: enough to recognise
+// it, never a whole file pasted into a key.
+const maxEcho = 64
+
+// clipQuoted clips the arguments a format quotes (%q): those are the
+// values a person wrote, while %s and %v carry the explanation.
+func clipQuoted(format string, args []any) {
+	n := 0
+	for i := 0; i < len(format)-1 && n < len(args); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		i++
+		if format[i] == '%' {
+			continue
+		}
+		// a Stringer says itself how it shows (a Secret shows as ***)
+		if _, ok := args[n].(fmt.Stringer); !ok && format[i] == 'q' {
+			if v := reflect.ValueOf(args[n]); v.Kind() == reflect.String {
+				args[n] = clip(v.String())
+			}
+		}
+		n++
+	}
+}
+
+// clip shortens a value a message echoes and says how long it was.
+func clip(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(s))
 }
 
 func (es FieldErrors) sorted() FieldErrors {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -214,40 +215,119 @@ func formatOf(file string, data []byte) string {
 // Parse turns file bytes into a case-preserving map. Viper's own reader
 // lowercases every key, label keys included (node.labels.Zone would become
 // zone), so files are decoded here and viper supplies env and flags.
+//
+// Every format gets the same rules: nesting is bounded before a decoder
+// sees the bytes, a key given twice is an error, and so is anything after
+// the document. Messages never repeat the file's content: a file that is
+// not a config may be a password or a token file given by mistake.
 func Parse(data []byte, format string) (map[string]any, error) {
-	var raw map[string]any
+	if err := checkDepth(data); err != nil {
+		return nil, err
+	}
+	var v any
 	var err error
 	switch format {
 	case "toml":
-		err = toml.Unmarshal(data, &raw)
+		var m map[string]any
+		err = toml.Unmarshal(data, &m)
+		v = m
 	case "json":
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber()
-		var v any
 		if err = dec.Decode(&v); err == nil {
-			m, ok := normalize(v).(map[string]any)
-			if !ok {
-				return nil, fmt.Errorf("the file must hold a mapping of keys at the top")
+			if dec.More() {
+				return nil, fmt.Errorf("not valid JSON: data after the end of the document at byte %d; a config is one JSON object", dec.InputOffset())
 			}
-			return m, nil
+			// encoding/json keeps the last of two equal keys silently; the
+			// YAML parser, which reads JSON too, refuses them as for YAML
+			var dup any
+			if derr := yaml.Unmarshal(data, &dup); derr != nil && strings.Contains(derr.Error(), "already defined") {
+				return nil, fmt.Errorf("not valid JSON: %s", yamlMessage(derr))
+			}
 		}
 	default:
-		var v any
-		if err = yaml.Unmarshal(data, &v); err == nil {
-			if v == nil {
-				return map[string]any{}, nil
-			}
-			m, ok := normalize(v).(map[string]any)
-			if !ok {
-				return nil, fmt.Errorf("the file must hold a mapping of keys at the top, got %s", describe(normalize(v)))
-			}
-			return m, nil
+		err = yaml.Unmarshal(data, &v)
+		if err == nil && v == nil {
+			return map[string]any{}, nil
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("not valid %s: %v", strings.ToUpper(format), err)
+		msg := err.Error()
+		if format == "yaml" {
+			msg = yamlMessage(err)
+		}
+		return nil, fmt.Errorf("not valid %s: %s", strings.ToUpper(format), msg)
 	}
-	return normalize(raw).(map[string]any), nil
+	m, ok := normalize(v).(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("the file must hold a mapping of keys at the top, got %s; check that it is the appliance config", kindOf(normalize(v)))
+	}
+	return m, nil
+}
+
+// yamlMessage keeps the parser's line and reason but not the values it
+// quotes ("cannot unmarshal !!str `s3cret`").
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if i := strings.IndexByte(msg, '`'); i >= 0 {
+		msg = msg[:i] + "(value not shown)"
+	}
+	return clip(msg)
+}
+
+// kindOf says what a value is without showing it.
+func kindOf(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case []any:
+		return "a list"
+	case nil:
+		return "nothing"
+	}
+	return "a single value"
+}
+
+// maxDepth bounds nesting: a config is three or four levels deep, and the
+// decoders recurse once per level (4 MiB of "[" overflowed the stack).
+const maxDepth = 32
+
+// checkDepth counts the brackets and braces open at once outside quoted
+// strings and comments, the nesting every format's flow syntax shares.
+// YAML's block nesting costs a line per level and its parser bounds it.
+func checkDepth(data []byte) error {
+	depth, line := 0, 1
+	var quote byte
+	comment := false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		switch {
+		case c == '\n':
+			line++
+			comment = false
+			if quote == '\'' {
+				quote = 0
+			}
+		case comment:
+		case quote != 0:
+			if c == '\\' && quote == '"' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '#':
+			comment = true
+		case c == '[' || c == '{':
+			if depth++; depth > maxDepth {
+				return fmt.Errorf("nested more than %d levels deep at line %d; a config needs a few", maxDepth, line)
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return nil
 }
 
 // normalize turns every parser's maps and numbers into the few types the
@@ -311,6 +391,9 @@ func overlay(raw *map[string]any, src Source) (map[string]string, error) {
 			}
 		}
 	}
+	if err := unknownEnv(); err != nil {
+		return nil, err
+	}
 	if *raw == nil {
 		*raw = map[string]any{}
 	}
@@ -362,9 +445,70 @@ func AddFlags(fs *pflag.FlagSet) {
 		help += " (config " + k.Path + ", env " + k.Env + ")"
 		switch k.typ.Kind() {
 		case reflect.Bool:
-			fs.Bool(k.Flag, false, help)
+			fs.VarPF(new(boolFlag), k.Flag, "", help).NoOptDefVal = "true"
 		default:
 			fs.String(k.Flag, "", help)
 		}
 	}
+}
+
+// boolFlag is a bool flag under ParseBool's rule; pflag's own takes 1, t
+// and T as well, which a file or a variable would be refused for.
+type boolFlag bool
+
+func (b *boolFlag) Set(s string) error {
+	v, err := ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%w; write true or false", err)
+	}
+	*b = boolFlag(v)
+	return nil
+}
+
+func (b *boolFlag) String() string   { return strconv.FormatBool(bool(*b)) }
+func (b *boolFlag) Type() string     { return "bool" }
+func (b *boolFlag) IsBoolFlag() bool { return true }
+
+// OtherEnv are the PERCH_* variables that are not config keys: read by
+// other parts of perch (the signing key's password, the cache of the test
+// tiers) or set inside the pipeline's containers. Any other PERCH_*
+// variable is a mistake, refused like an unknown key in a file, since a
+// misspelt PERCH_NODE_TOKN would otherwise install a node without a token.
+var OtherEnv = []string{
+	"PERCH_BUNDLE_KEY_PASSWORD", "PERCH_CACHE", "PERCH_K3S_BIN", "PERCH_SANDBOX_CNI",
+	"PERCH_TUI_CAPTURE_DIR", "PERCH_TEST_MARK", "PERCH_TEST_MAIN_ARGS",
+	"PERCH_WORKER_SLOT", "PERCH_NATS_HOST", "PERCH_NATS_URL", "PERCH_STREAMS_FILE",
+	"PERCH_METRICS_ADDR", "PERCH_MODEL",
+}
+
+// otherEnvPrefixes are families of such variables (the benchmarks' inputs).
+var otherEnvPrefixes = []string{"PERCH_BENCH_"}
+
+func unknownEnv() error {
+	var known []string
+	for _, k := range Keys() {
+		known = append(known, k.Env)
+	}
+	var errs FieldErrors
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "PERCH_") || slices.Contains(known, name) || slices.Contains(OtherEnv, name) ||
+			slices.ContainsFunc(otherEnvPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		// the value is never shown: a misspelt token variable holds a token
+		errs.add(name, "is not a Perch variable%s; unset it or correct its name", suggestEnv(name, known))
+	}
+	if len(errs) > 0 {
+		return &InvalidError{Source: "environment", Errs: errs.sorted()}
+	}
+	return nil
+}
+
+func suggestEnv(name string, known []string) string {
+	s := suggest(name, known)
+	if strings.HasPrefix(s, "; valid keys here") {
+		return " (the variables are the config keys' names: node.serverURL is PERCH_NODE_SERVER_URL)"
+	}
+	return strings.Replace(s, " (keys are case-sensitive)", "", 1)
 }

@@ -168,17 +168,23 @@ func validateNode(c *Appliance, es *FieldErrors) {
 func validateServerURL(s string, es *FieldErrors) {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		es.add("node.serverURL", "%q must look like https://SERVER:6443", s)
+		es.add("node.serverURL", "%q must look like https://SERVER:6443", RedactURL(s))
 		return
 	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			es.add("node.serverURL", "port %q is not a port number", p)
-		}
+	// without a port k3s dials 443, where no k3s listens
+	if u.Port() == "" {
+		es.add("node.serverURL", "%q has no port; k3s servers listen on 6443: https://%s:6443", RedactURL(s), u.Hostname())
+	} else if !validPort(u.Port()) {
+		es.add("node.serverURL", "port %q is not a port number (1 to 65535)", u.Port())
 	}
-	if u.Path != "" && u.Path != "/" {
-		es.add("node.serverURL", "must not have a path, got %q", u.Path)
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Path != "" && u.Path != "/" {
+		es.add("node.serverURL", "must be only https://SERVER:PORT, without a user, path, query or fragment, got %q", RedactURL(s))
 	}
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 func validateK3s(c *Appliance, es *FieldErrors) {
@@ -266,6 +272,15 @@ func validatePipeline(c *Appliance, es *FieldErrors) {
 		case "rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp":
 		default:
 			es.add(p+".url", "scheme %q is not supported; use rtsp, rtsps, rtmp, http(s), srt or udp", u.Scheme)
+		}
+		// A query stays: cameras put the channel there (Dahua's
+		// realmonitor?channel=1&subtype=0) and SRT its stream id. A fragment
+		// never reaches a camera; it is a mistake, often a # in a password.
+		if port := u.Port(); port != "" && !validPort(port) || strings.HasSuffix(u.Host, ":") {
+			es.add(p+".url", "port %q is not a port number (1 to 65535)", u.Port())
+		}
+		if u.Fragment != "" || strings.HasSuffix(s.URL, "#") {
+			es.add(p+".url", "has a #fragment, which no camera reads; write a # in a password as %s", "%23")
 		}
 	}
 }
