@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -27,8 +28,9 @@ import (
 )
 
 // fixture is a small bundle built by Build from local sources. Its k3s is a
-// stand-in script that only answers --version (the real binary is used by
-// the integration tier), so that building it takes milliseconds.
+// stand-in script (the real binary is used by the integration tier), so
+// that building it takes milliseconds; run, it leaves the file ran behind,
+// which a build must never do.
 type fixture struct {
 	dir  string // inputs
 	spec *Spec
@@ -48,7 +50,7 @@ func newFixture(t testing.TB) *fixture {
 			t.Fatal(err)
 		}
 	}
-	write("k3s", "#!/bin/sh\necho 'k3s version v1.31.1+k3s1 (536fa44e)'\n", 0o755)
+	write("k3s", "#!/bin/sh\ntouch '"+filepath.Join(dir, "ran")+"'\necho 'k3s version v1.31.1+k3s1 (536fa44e)'\n", 0o755)
 	write("chart/Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.2.0\n", 0o644)
 	write("chart/values.yaml", "image: registry.example/demo/gateway:1.0\n", 0o644)
 	write("chart/templates/deploy.yaml", `apiVersion: apps/v1
@@ -96,6 +98,10 @@ func TestBuildDirectory(t *testing.T) {
 	m := res.Manifest
 	if m.K3s.Version != "v1.31.1+k3s1" {
 		t.Errorf("k3s version = %q", m.K3s.Version)
+	}
+	// fetched content is read, never run: it would run with the key's password in its environment
+	if _, err := os.Stat(filepath.Join(f.dir, "ran")); err == nil {
+		t.Error("build ran the k3s binary it fetched")
 	}
 	var paths []string
 	for _, fl := range m.Files {
@@ -256,18 +262,13 @@ func TestParseSize(t *testing.T) {
 
 func TestK3sVersionFromBinaryText(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "k3s")
-	// not runnable here (wrong arch): the version is read from the bytes
 	os.WriteFile(p, []byte("\x7fELF\x00\x01junk v1.31.1-k3s1 \x00github.com/k3s-io/k3s/pkg/version.Version=v1.31.1+k3s-536fa44e\x00 v1.31.1+k3s-536fa44e\x00"), 0o755)
-	other := "arm64"
-	if runtime.GOARCH == "arm64" {
-		other = "amd64"
-	}
-	v, err := k3sVersion(context.Background(), p, other)
+	v, err := K3sVersion(p)
 	if err != nil || v != "v1.31.1+k3s-536fa44e" {
 		t.Errorf("version = %q, %v", v, err)
 	}
 	os.WriteFile(p, []byte("not k3s"), 0o755)
-	if _, err := k3sVersion(context.Background(), p, other); err == nil {
+	if _, err := K3sVersion(p); err == nil {
 		t.Error("a file without a k3s version was accepted")
 	}
 }
@@ -302,6 +303,35 @@ func TestOpenOverHTTP(t *testing.T) {
 	}
 	if _, err := Open(context.Background(), srv.URL+"/missing.tar.zst", OpenOptions{PublicKey: &f.pub}); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("missing URL: %v", err)
+	}
+}
+
+// TestBuildRefusesUnverifiedHTTP: a download without a checksum is whatever
+// the network said, and the bundle's signature would vouch for it.
+func TestBuildRefusesUnverifiedHTTP(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(http.FileServer(http.Dir(f.dir)))
+	defer srv.Close()
+	f.spec.Files[1].Source = srv.URL + "/labels.txt"
+	parent := t.TempDir()
+	_, err := Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(parent, "b"), Pwd: f.dir})
+	if err == nil || !strings.Contains(err.Error(), "files[1].source") || !strings.Contains(err.Error(), "?checksum=") ||
+		!strings.Contains(err.Error(), "--allow-unverified-sources") || !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("err = %v, want files[1].source refused for want of a checksum", err)
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+		t.Errorf("refused build left %v", entries)
+	}
+	res, err := Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(parent, "b"), Pwd: f.dir, AllowUnverifiedSources: true})
+	if err != nil {
+		t.Fatalf("with AllowUnverifiedSources: %v", err)
+	}
+	if _, ok := res.Manifest.File("files/models/labels.txt"); !ok {
+		t.Error("the unverified file is not in the bundle")
+	}
+	f.spec.Files[1].Source = srv.URL + "/labels.txt?checksum=sha256:" + sha256File(t, filepath.Join(f.dir, "labels.txt"))
+	if _, err := Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(parent, "c"), Pwd: f.dir}); err != nil {
+		t.Errorf("with a checksum: %v", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package bundles
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
 	"regexp"
@@ -47,6 +48,19 @@ type SpecFile struct {
 
 const SpecKind = "BundleSpec"
 
+// ErrInvalidInput marks a build refused for what it was given (the spec,
+// its sources, --out) rather than for something that failed on the way:
+// the person can fix it, and the CLI exits 2.
+var ErrInvalidInput = errors.New("invalid input")
+
+type inputError struct{ err error }
+
+func (e *inputError) Error() string        { return e.err.Error() }
+func (e *inputError) Unwrap() error        { return e.err }
+func (e *inputError) Is(target error) bool { return target == ErrInvalidInput }
+
+func invalid(format string, a ...any) error { return &inputError{fmt.Errorf(format, a...)} }
+
 var (
 	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	// versions end up in file names and image tags
@@ -58,14 +72,14 @@ var (
 func LoadSpec(file string) (*Spec, error) {
 	raw, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("bundle spec: %w", err)
+		return nil, invalid("bundle spec: %w", err)
 	}
 	var s Spec
 	if err := yaml.UnmarshalStrict(raw, &s); err != nil {
-		return nil, fmt.Errorf("bundle spec %s: %v", file, strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: "))
+		return nil, invalid("bundle spec %s: %v", file, strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: "))
 	}
 	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("bundle spec %s:\n%w", file, err)
+		return nil, invalid("bundle spec %s:\n%w", file, err)
 	}
 	return &s, nil
 }
@@ -135,5 +149,58 @@ func (s *Spec) Validate() error {
 		}
 		dests[path.Clean(fl.Dest)] = true
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return &inputError{errors.Join(errs...)}
+}
+
+// specSource is one source the spec names, with its field for errors.
+type specSource struct{ field, src string }
+
+func (s *Spec) sources() []specSource {
+	out := []specSource{{"k3s.binary", s.K3s.Binary}}
+	if s.K3s.AirgapImages != "" {
+		out = append(out, specSource{"k3s.airgapImages", s.K3s.AirgapImages})
+	}
+	for i, c := range s.Charts {
+		out = append(out, specSource{fmt.Sprintf("charts[%d].source", i), c.Source})
+	}
+	for i, f := range s.Files {
+		out = append(out, specSource{fmt.Sprintf("files[%d].source", i), f.Source})
+	}
+	return out
+}
+
+// forcedGetter is go-getter's "getter::" prefix, which picks the getter.
+var forcedGetter = regexp.MustCompile(`^([A-Za-z0-9]+)::(.+)$`)
+
+// checkSources refuses, before anything is fetched, a download nothing
+// vouches for: the bundle's signature would vouch for whatever the network
+// (or a proxy on it) served.
+func (s *Spec) checkSources(allowUnverified bool) error {
+	var errs []error
+	for _, src := range s.sources() {
+		raw, scheme := src.src, ""
+		if m := forcedGetter.FindStringSubmatch(raw); m != nil {
+			scheme, raw = m[1], m[2]
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue // go-getter names what is wrong with it
+		}
+		if scheme == "" {
+			scheme = u.Scheme
+		}
+		if scheme = strings.ToLower(scheme); scheme != "http" && scheme != "https" {
+			continue
+		}
+		if u.Query().Get("checksum") == "" && !allowUnverified {
+			errs = append(errs, fmt.Errorf("  %s: %s has no checksum, and a download without one is whatever the server (or anything between) sent, which the bundle's signature would then vouch for; add ?checksum=sha256:HEX (or checksum=file:URL of a sums file), or pass --allow-unverified-sources", src.field, u.Redacted()))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &inputError{errors.Join(errs...)}
 }
