@@ -67,6 +67,22 @@ var (
 	versionRe = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_-]{0,127}$`)
 )
 
+// nameProblem and versionProblem are the rules for what names a bundle on
+// disk (NAME-VERSION); a spec and a signed manifest both obey them.
+func nameProblem(n string) string {
+	if dnsLabel.MatchString(n) {
+		return ""
+	}
+	return fmt.Sprintf("%q must be lowercase letters, digits and '-' (it names the bundle on disk)", n)
+}
+
+func versionProblem(v string) string {
+	if versionRe.MatchString(v) {
+		return ""
+	}
+	return fmt.Sprintf("%q must be letters, digits, '.', '+', '_' or '-', such as 1.4.0", v)
+}
+
 // LoadSpec reads a BundleSpec file. Relative local sources in it are
 // relative to the file's directory.
 func LoadSpec(file string) (*Spec, error) {
@@ -96,11 +112,11 @@ func (s *Spec) Validate() error {
 	if s.Kind != SpecKind {
 		bad("kind", "is %q; set it to %s", s.Kind, SpecKind)
 	}
-	if !dnsLabel.MatchString(s.Name) {
-		bad("name", "%q must be lowercase letters, digits and '-' (it names the bundle on disk)", s.Name)
+	if p := nameProblem(s.Name); p != "" {
+		bad("name", "%s", p)
 	}
-	if !versionRe.MatchString(s.Version) {
-		bad("version", "%q must be letters, digits, '.', '+', '_' or '-', such as 1.4.0", s.Version)
+	if p := versionProblem(s.Version); p != "" {
+		bad("version", "%s", p)
 	}
 	if !validArch(s.Arch) {
 		bad("arch", "%q must be amd64 or arm64", s.Arch)

@@ -379,3 +379,34 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestSignedManifestNameAndVersionAreChecked: name and version become
+// install paths (/var/lib/perch/bundles/NAME-VERSION); a manifest signed by
+// the right key is still refused when they are not what a BundleSpec allows.
+func TestSignedManifestNameAndVersionAreChecked(t *testing.T) {
+	f := newFixture(t)
+	good := filepath.Join(t.TempDir(), "good")
+	f.build(t, good, 0)
+	manifestRaw, _ := os.ReadFile(filepath.Join(good, ManifestName))
+	for _, c := range []struct {
+		field string
+		edit  func(*Manifest)
+	}{
+		{"name", func(m *Manifest) { m.Name = "../../etc" }},
+		{"name", func(m *Manifest) { m.Name = "" }},
+		{"name", func(m *Manifest) { m.Name = "Site/A" }},
+		{"version", func(m *Manifest) { m.Version = "1.4.0/../../../etc" }},
+		{"version", func(m *Manifest) { m.Version = ".." }},
+		{"version", func(m *Manifest) { m.Version = "" }},
+	} {
+		dir := filepath.Join(t.TempDir(), "bundle")
+		must(t, os.CopyFS(dir, os.DirFS(good)))
+		man, sig := f.resign(t, manifestRaw, c.edit)
+		writeSigned(t, dir, man, sig)
+		expectRejected(t, dir, ManifestName, &f.pub)
+		_, err := ReadManifest(context.Background(), dir, OpenOptions{PublicKey: &f.pub})
+		if err == nil || !strings.Contains(err.Error(), ": "+c.field+" ") {
+			t.Errorf("err = %v, want one naming the field %s", err, c.field)
+		}
+	}
+}
