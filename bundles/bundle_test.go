@@ -387,3 +387,37 @@ func TestBuildThroughMirror(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecFileDests: one row per way files[].dest can go wrong, each
+// refused by Validate, before anything is fetched, with its own message.
+func TestSpecFileDests(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		dests []string
+		want  string // in the error about the last dest; "" accepts
+	}{
+		{"distinct", []string{"models/a", "models/b", "labels.txt"}, ""},
+		{"a file and a directory above another", []string{"models", "models/a"}, `files[1].dest: "models/a" is inside files[0].dest "models"`},
+		{"a directory above an earlier file", []string{"models/a", "models"}, `files[1].dest: "models" is a directory of files[0].dest "models/a"`},
+		{"differ only in case", []string{"models/A", "models/a"}, `files[1].dest: "models/a" differs from files[0].dest "models/A" only in case`},
+		{"directories differ in case", []string{"Models/a", "models/b"}, `files[1].dest: "models/b" and files[0].dest "Models/a" spell "models" in different cases`},
+		{"dot element", []string{"models/./a"}, `files[0].dest: "models/./a" has a "." element`},
+		{"trailing dot", []string{"models/."}, `files[0].dest: "models/." has a "." element`},
+		{"dot-dot", []string{"models/../a"}, `files[0].dest: "models/../a" must be a relative file path without ".."`},
+		{"twice", []string{"models/a", "models/a"}, `files[1].dest: "models/a" is used twice`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Spec{APIVersion: APIVersion, Kind: SpecKind, Name: "site-a", Version: "1.0.0", Arch: "amd64", K3s: SpecK3s{Binary: "./k3s"}}
+			for _, d := range c.dests {
+				s.Files = append(s.Files, SpecFile{Source: "./x", Dest: d})
+			}
+			err := s.Validate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("err = %v\nwant %s", err, c.want)
+			}
+		})
+	}
+}

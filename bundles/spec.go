@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -152,23 +152,64 @@ func (s *Spec) Validate() error {
 		}
 		seen[ref] = true
 	}
-	dests := map[string]bool{}
+	dests := map[string]destUse{}
 	for i, fl := range s.Files {
 		f := fmt.Sprintf("files[%d]", i)
 		if fl.Source == "" {
 			bad(f+".source", "is required")
 		}
-		if err := checkPath(fl.Dest); err != nil || strings.HasSuffix(fl.Dest, "/") {
+		switch {
+		case slices.Contains(strings.Split(fl.Dest, "/"), "."):
+			bad(f+".dest", "%q has a \".\" element; leave it out (models/a, not models/./a)", fl.Dest)
+		case checkPath(fl.Dest) != nil || strings.HasSuffix(fl.Dest, "/"):
 			bad(f+".dest", "%q must be a relative file path without \"..\", such as models/model.onnx", fl.Dest)
-		} else if dests[path.Clean(fl.Dest)] {
-			bad(f+".dest", "%q is used twice", fl.Dest)
+		default:
+			if p := claimDest(dests, f+".dest", fl.Dest); p != "" {
+				bad(f+".dest", "%s", p)
+			}
 		}
-		dests[path.Clean(fl.Dest)] = true
 	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return &inputError{errors.Join(errs...)}
+}
+
+// destUse is a path under files/ that a dest takes: the file itself, or a
+// directory above it, as the first dest to take it spells it.
+type destUse struct {
+	spelling string
+	field    string // the dest that took it
+	dest     string
+	file     bool
+}
+
+// claimDest takes dest and the directories above it in used, which is
+// keyed by lowercase path: FAT32 and exFAT sticks fold case, so two paths
+// that differ only in case are one there. It says what is wrong, or "".
+func claimDest(used map[string]destUse, field, dest string) string {
+	elems := strings.Split(dest, "/")
+	for n := 1; n <= len(elems); n++ {
+		q, isFile := strings.Join(elems[:n], "/"), n == len(elems)
+		u, ok := used[strings.ToLower(q)]
+		if !ok {
+			used[strings.ToLower(q)] = destUse{spelling: q, field: field, dest: dest, file: isFile}
+			continue
+		}
+		switch {
+		case u.spelling != q && isFile && u.file:
+			return fmt.Sprintf("%q differs from %s %q only in case; FAT32 and exFAT sticks would hold one file for both", dest, u.field, u.dest)
+		case u.spelling != q:
+			return fmt.Sprintf("%q and %s %q spell %q in different cases; FAT32 and exFAT sticks would make them one", dest, u.field, u.dest, q)
+		case isFile && u.file:
+			return fmt.Sprintf("%q is used twice", dest)
+		case isFile:
+			return fmt.Sprintf("%q is a directory of %s %q; a path cannot be both a file and a directory", dest, u.field, u.dest)
+		case u.file:
+			return fmt.Sprintf("%q is inside %s %q, which is a file", dest, u.field, u.dest)
+		}
+	}
+	return ""
 }
 
 // specSource is one source the spec names, with its field for errors.
