@@ -59,7 +59,7 @@ func Build(ctx context.Context, s *Spec, o BuildOptions) (*Result, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.checkSources(o.AllowUnverifiedSources); err != nil {
+	if err := s.checkSources(o.AllowUnverifiedSources, o.Pwd); err != nil {
 		return nil, err
 	}
 	if o.Split > 0 && !strings.HasSuffix(o.Out, ArchiveExt) {

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -417,6 +418,49 @@ func TestSpecFileDests(t *testing.T) {
 				t.Errorf("refused: %v", err)
 			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 				t.Errorf("err = %v\nwant %s", err, c.want)
+			}
+		})
+	}
+}
+
+// TestBuildRefusesLinksInSources: a link in a chart directory or a files[]
+// source would put whatever it points to (/etc/shadow, all of /etc) into
+// the signed bundle. Build refuses, naming the link, before fetching.
+func TestBuildRefusesLinksInSources(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "shadow")
+	must(t, os.WriteFile(secret, []byte("root:$6$secret"), 0o600))
+	for _, c := range []struct {
+		name, field, path string
+		mutate            func(t *testing.T, f *fixture)
+	}{
+		{"link to a file in a chart", "charts[0].source", "chart/templates/shadow.yaml", func(t *testing.T, f *fixture) {
+			must(t, os.Symlink(secret, filepath.Join(f.dir, "chart/templates/shadow.yaml")))
+		}},
+		{"link to a directory in a chart", "charts[0].source", "chart/etc", func(t *testing.T, f *fixture) {
+			must(t, os.Symlink(filepath.Dir(secret), filepath.Join(f.dir, "chart/etc")))
+		}},
+		{"the chart directory is a link", "charts[0].source", "linked-chart", func(t *testing.T, f *fixture) {
+			must(t, os.Symlink(filepath.Join(f.dir, "chart"), filepath.Join(f.dir, "linked-chart")))
+			f.spec.Charts[0].Source = "./linked-chart"
+		}},
+		{"a pipe in a chart", "charts[0].source", "chart/pipe", func(t *testing.T, f *fixture) {
+			must(t, syscall.Mkfifo(filepath.Join(f.dir, "chart/pipe"), 0o644))
+		}},
+		{"a files[] source is a link", "files[1].source", "labels.txt", func(t *testing.T, f *fixture) {
+			must(t, os.Remove(filepath.Join(f.dir, "labels.txt")))
+			must(t, os.Symlink(secret, filepath.Join(f.dir, "labels.txt")))
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			c.mutate(t, f)
+			parent := t.TempDir()
+			_, err := Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(parent, "b.tar.zst"), Pwd: f.dir})
+			if err == nil || !strings.Contains(err.Error(), c.field) || !strings.Contains(err.Error(), filepath.Join(f.dir, c.path)) || !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("err = %v, want %s refused naming %s", err, c.field, c.path)
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Errorf("refused build left %v", entries)
 			}
 		})
 	}

@@ -3,8 +3,10 @@ package bundles
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -232,10 +234,12 @@ func (s *Spec) sources() []specSource {
 // forcedGetter is go-getter's "getter::" prefix, which picks the getter.
 var forcedGetter = regexp.MustCompile(`^([A-Za-z0-9]+)::(.+)$`)
 
-// checkSources refuses, before anything is fetched, a download nothing
-// vouches for: the bundle's signature would vouch for whatever the network
-// (or a proxy on it) served.
-func (s *Spec) checkSources(allowUnverified bool) error {
+// checkSources refuses, before anything is fetched, a source whose content
+// nobody vouches for: a download without a checksum (the bundle's
+// signature would vouch for whatever the network, or a proxy on it, sent),
+// and a local one with a link or a special file in it (go-getter follows
+// links: one to /etc/shadow put the file into the signed chart).
+func (s *Spec) checkSources(allowUnverified bool, pwd string) error {
 	var errs []error
 	for _, src := range s.sources() {
 		raw, scheme := src.src, ""
@@ -246,18 +250,48 @@ func (s *Spec) checkSources(allowUnverified bool) error {
 		if err != nil {
 			continue // go-getter names what is wrong with it
 		}
-		if scheme == "" {
+		if scheme == "" && len(u.Scheme) > 1 {
 			scheme = u.Scheme
 		}
-		if scheme = strings.ToLower(scheme); scheme != "http" && scheme != "https" {
-			continue
-		}
-		if u.Query().Get("checksum") == "" && !allowUnverified {
-			errs = append(errs, fmt.Errorf("  %s: %s has no checksum, and a download without one is whatever the server (or anything between) sent, which the bundle's signature would then vouch for; add ?checksum=sha256:HEX (or checksum=file:URL of a sums file), or pass --allow-unverified-sources", src.field, u.Redacted()))
+		switch strings.ToLower(scheme) {
+		case "http", "https":
+			if u.Query().Get("checksum") == "" && !allowUnverified {
+				errs = append(errs, fmt.Errorf("  %s: %s has no checksum, and a download without one is whatever the server (or anything between) sent, which the bundle's signature would then vouch for; add ?checksum=sha256:HEX (or checksum=file:URL of a sums file), or pass --allow-unverified-sources", src.field, u.Redacted()))
+			}
+		case "", "file":
+			p := u.Path
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(pwd, p)
+			}
+			if err := regularTree(p); err != nil {
+				errs = append(errs, fmt.Errorf("  %s: %w", src.field, err))
+			}
 		}
 	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return &inputError{errors.Join(errs...)}
+}
+
+// regularTree refuses p unless it is a regular file, or a directory of
+// nothing but regular files and directories. A missing p is go-getter's to
+// report.
+func regularTree(p string) error {
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch t := d.Type(); {
+		case t&fs.ModeSymlink != 0:
+			to, _ := os.Readlink(q)
+			return fmt.Errorf("%s is a symlink (to %s); a bundle takes regular files and directories only: put the file itself there, or name the link's target", q, to)
+		case !t.IsRegular() && !t.IsDir():
+			return fmt.Errorf("%s is not a regular file or directory (%v); a bundle takes regular files and directories only", q, t)
+		}
+		return nil
+	})
 }
