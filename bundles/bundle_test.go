@@ -465,3 +465,78 @@ func TestBuildRefusesLinksInSources(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildOut: --out as the README writes it. A directory (site-a/, or an
+// empty directory that exists) gets a directory bundle, NAME.tar.zst an
+// archive; other archive names and non-empty directories are refused
+// before anything is fetched, and a failed build leaves nothing it made.
+func TestBuildOut(t *testing.T) {
+	f := newFixture(t)
+	build := func(out string) error {
+		_, err := Build(context.Background(), f.spec, BuildOptions{Out: out, Key: &f.key, Pwd: f.dir})
+		return err
+	}
+	opens := func(t *testing.T, src string) {
+		t.Helper()
+		if _, err := Open(context.Background(), src, OpenOptions{PublicKey: &f.pub}); err != nil {
+			t.Errorf("the bundle at %s does not open: %v", src, err)
+		}
+	}
+	t.Run("directory with a slash", func(t *testing.T) {
+		parent := t.TempDir()
+		if err := build(filepath.Join(parent, "site-a") + "/"); err != nil {
+			t.Fatal(err)
+		}
+		opens(t, filepath.Join(parent, "site-a"))
+		if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+			t.Errorf("build left %v beside the bundle", entries)
+		}
+	})
+	t.Run("empty directory that exists", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "site-a")
+		must(t, os.Mkdir(out, 0o755))
+		if err := build(out); err != nil {
+			t.Fatal(err)
+		}
+		opens(t, out)
+	})
+	t.Run("directory that is not empty", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "site-a")
+		must(t, os.Mkdir(out, 0o755))
+		must(t, os.WriteFile(filepath.Join(out, "keep"), []byte("x"), 0o644))
+		f.spec.K3s.Binary = "./no-such-k3s" // refused before this is fetched
+		defer func() { f.spec.K3s.Binary = "./k3s" }()
+		err := build(out)
+		if err == nil || !strings.Contains(err.Error(), "not empty") || !errors.Is(err, ErrInvalidInput) {
+			t.Fatalf("err = %v, want the non-empty --out refused first", err)
+		}
+		if entries, _ := os.ReadDir(out); len(entries) != 1 {
+			t.Errorf("--out now holds %v", entries)
+		}
+	})
+	for _, name := range []string{"site-a.tar.gz", "site-a.tgz", "site-a.zip", "site-a.tar"} {
+		t.Run(name, func(t *testing.T) {
+			parent := t.TempDir()
+			err := build(filepath.Join(parent, name))
+			if err == nil || !strings.Contains(err.Error(), ArchiveExt) || !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("err = %v, want %s refused, pointing at %s", err, name, ArchiveExt)
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Errorf("refused build left %v", entries)
+			}
+		})
+	}
+	t.Run("failed build removes the directories it made", func(t *testing.T) {
+		parent := t.TempDir()
+		f.spec.Files = append(f.spec.Files, SpecFile{Source: "./no-such-file", Dest: "x"})
+		defer func() { f.spec.Files = f.spec.Files[:2] }()
+		for _, out := range []string{filepath.Join(parent, "new/deeper/site-a"), filepath.Join(parent, "new/site-a.tar.zst")} {
+			if err := build(out); err == nil {
+				t.Fatal("built with a missing file")
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Errorf("failed build of %s left %v", out, entries)
+			}
+		}
+	})
+}

@@ -71,7 +71,9 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 		Long: "Fetch the k3s binary, charts, images (for the spec's arch) and files the spec\n" +
 			"names and write them as one bundle with a signed manifest. PATH ending in\n" +
 			".tar.zst gives one archive (with --split SIZE, numbered parts such as\n" +
-			"PATH.001 for FAT32 sticks: --split 3900MiB); any other PATH a directory.",
+			"PATH.001 for FAT32 sticks: --split 3900MiB); any other PATH a directory\n" +
+			"(one that exists must be empty). Other archive names (.tar.gz, .zip) are\n" +
+			"refused, and a failed build removes what it made.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if spec == "" || out == "" {

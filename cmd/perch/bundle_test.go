@@ -34,3 +34,22 @@ func TestBundleBuildUnverifiedSourceIsUsageError(t *testing.T) {
 		t.Errorf("exit %d, stderr:\n%s\nwant exit 2 naming files[0].source and --allow-unverified-sources", code, errOut)
 	}
 }
+
+// TestBundleBuildOut runs the README's builds: a directory (site-a/) and an
+// archive; another archive name is bad usage.
+func TestBundleBuildOut(t *testing.T) {
+	spec := bundleSpec(t, "")
+	parent := t.TempDir()
+	for _, out := range []string{filepath.Join(parent, "site-a") + "/", filepath.Join(parent, "site-a.tar.zst")} {
+		if o, e, code := perch(t, "", "bundle", "build", "--spec", spec, "--out", out); code != 0 {
+			t.Errorf("bundle build --out %s exited %d:\n%s%s", out, code, o, e)
+		}
+		if _, _, code := perch(t, "", "bundle", "verify", "--insecure-skip-signature", out); code != 0 {
+			t.Errorf("%s does not verify", out)
+		}
+	}
+	_, errOut, code := perch(t, "", "bundle", "build", "--spec", spec, "--out", filepath.Join(parent, "site-b.tar.gz"))
+	if code != 2 || !strings.Contains(errOut, ".tar.zst") {
+		t.Errorf("--out site-b.tar.gz: exit %d, stderr:\n%s\nwant exit 2 pointing at .tar.zst", code, errOut)
+	}
+}
