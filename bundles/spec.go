@@ -3,6 +3,7 @@ package bundles
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -88,9 +89,25 @@ func versionProblem(v string) string {
 // LoadSpec reads a BundleSpec file. Relative local sources in it are
 // relative to the file's directory.
 func LoadSpec(file string) (*Spec, error) {
-	raw, err := os.ReadFile(file)
+	fh, err := os.Open(file)
 	if err != nil {
 		return nil, invalid("bundle spec: %w", err)
+	}
+	defer fh.Close()
+	raw, err := io.ReadAll(io.LimitReader(fh, maxSpecSize+1))
+	if err != nil {
+		return nil, invalid("bundle spec: %w", err)
+	}
+	return parseSpec(raw, file)
+}
+
+// maxSpecSize bounds what a spec may make the YAML decoder hold: a real
+// one is a few KiB.
+const maxSpecSize = 1 << 20
+
+func parseSpec(raw []byte, file string) (*Spec, error) {
+	if len(raw) > maxSpecSize {
+		return nil, invalid("bundle spec %s: larger than %d bytes; is this a BundleSpec?", file, maxSpecSize)
 	}
 	var s Spec
 	if err := yaml.UnmarshalStrict(raw, &s); err != nil {
