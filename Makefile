@@ -28,6 +28,8 @@ unit:
 # A short run of every fuzz target: no input may make the loader panic.
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzLoadBytes -fuzztime=20s ./installer/config
+	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=20s ./bundles
+	$(GO) test -run='^$$' -fuzz=FuzzParseSpec -fuzztime=20s ./bundles
 
 deps:
 	scripts/test-deps

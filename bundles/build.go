@@ -10,14 +10,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strings"
-	"time"
+	"syscall"
 
 	"aead.dev/minisign"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -46,6 +44,8 @@ type BuildOptions struct {
 	// Log gets one line per phase.
 	Log     func(format string, args ...any)
 	BuiltBy string
+	// AllowUnverifiedSources accepts http(s) sources without ?checksum=.
+	AllowUnverifiedSources bool
 }
 
 // Result is what a build wrote.
@@ -60,22 +60,19 @@ func Build(ctx context.Context, s *Spec, o BuildOptions) (*Result, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if o.Split > 0 && !strings.HasSuffix(o.Out, ArchiveExt) {
-		return nil, fmt.Errorf("--split needs an archive: end --out in %s", ArchiveExt)
+	if err := s.checkSources(o.AllowUnverifiedSources, o.Pwd); err != nil {
+		return nil, err
 	}
-	if o.Split > 0 && o.Split < 1<<20 {
-		return nil, fmt.Errorf("--split %d is too small; use at least 1MiB (3900MiB suits FAT32)", o.Split)
-	}
-	for _, p := range []string{o.Out, partName(o.Out, 1)} {
-		if _, err := os.Lstat(p); err == nil {
-			return nil, fmt.Errorf("%s already exists; remove it or choose another --out", p)
-		}
+	o.Out = filepath.Clean(o.Out)
+	if err := checkOut(o.Out, o.Split); err != nil {
+		return nil, err
 	}
 	logf := o.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
 	parent := filepath.Dir(o.Out)
+	made := firstMissing(parent)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
@@ -87,6 +84,9 @@ func Build(ctx context.Context, s *Spec, o BuildOptions) (*Result, error) {
 	defer func() {
 		if !done {
 			os.RemoveAll(work)
+			if made != "" {
+				os.RemoveAll(made)
+			}
 		}
 	}()
 	b := &builder{spec: s, opts: o, dir: filepath.Join(work, "bundle"), tmp: filepath.Join(work, "src"), logf: logf,
@@ -101,15 +101,77 @@ func Build(ctx context.Context, s *Spec, o BuildOptions) (*Result, error) {
 		if res.Paths, err = writeArchive(b.dir, m, o.Key != nil, o.Out, o.Split, o.Progress); err != nil {
 			return nil, fmt.Errorf("write %s: %w", o.Out, err)
 		}
+		done = true
+		os.RemoveAll(work)
 		return res, nil
 	}
-	if err := os.Rename(b.dir, o.Out); err != nil {
-		return nil, err
+	// rename(2) itself, not os.Rename (which refuses any directory there):
+	// it replaces the empty directory checkOut allowed, and nothing else
+	if err := syscall.Rename(b.dir, o.Out); err != nil {
+		return nil, fmt.Errorf("write %s: %w", o.Out, err)
 	}
 	done = true
 	os.RemoveAll(work)
 	res.Paths = []string{o.Out}
 	return res, nil
+}
+
+// archiveLike are names a person may give --out meaning an archive that
+// perch does not write; taken as a directory, they surprise.
+var archiveLike = []string{".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar.lz4", ".tar", ".zip", ".gz", ".zst", ".7z"}
+
+// checkOut refuses an --out that the build would fail on, or misread,
+// before anything is fetched: an archive name other than .tar.zst, or
+// something that exists (only an empty directory may, for a directory
+// bundle).
+func checkOut(out string, split int64) error {
+	archive := strings.HasSuffix(out, ArchiveExt)
+	if !archive {
+		for _, ext := range archiveLike {
+			if strings.HasSuffix(strings.ToLower(out), ext) {
+				return invalid("--out %s: bundles are written as one %s archive or as a directory; end --out in %s, or leave out %s for a directory", out, ArchiveExt, ArchiveExt, ext)
+			}
+		}
+	}
+	if split > 0 && !archive {
+		return invalid("--split needs an archive: end --out in %s", ArchiveExt)
+	}
+	if split > 0 && split < 1<<20 {
+		return invalid("--split %d is too small; use at least 1MiB (3900MiB suits FAT32)", split)
+	}
+	for _, p := range []string{out, partName(out, 1)} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		if !archive && p == out && fi.IsDir() {
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				return invalid("--out %s: %v", p, err)
+			}
+			if len(entries) == 0 {
+				continue
+			}
+			return invalid("--out %s is a directory that is not empty; empty it or choose another --out", p)
+		}
+		return invalid("%s already exists; remove it or choose another --out", p)
+	}
+	return nil
+}
+
+// firstMissing is the outermost directory of dir that does not exist yet,
+// which a failed build removes again; "" when dir exists.
+func firstMissing(dir string) string {
+	missing := ""
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			return missing
+		}
+		missing = d
+		if filepath.Dir(d) == d {
+			return missing
+		}
+	}
 }
 
 type builder struct {
@@ -132,7 +194,7 @@ func (b *builder) build(ctx context.Context) (*Manifest, error) {
 	if err := os.Chmod(bin, 0o755); err != nil {
 		return nil, err
 	}
-	v, err := k3sVersion(ctx, bin, s.Arch)
+	v, err := K3sVersion(bin)
 	if err != nil {
 		return nil, fmt.Errorf("k3s.binary: %w", err)
 	}
@@ -318,19 +380,11 @@ func hashTree(dir string, progress ProgressFunc) ([]File, error) {
 
 var k3sVersionRe = regexp.MustCompile(`v[0-9]+\.[0-9]+\.[0-9]+(-rc[0-9]+)?\+k3s[0-9A-Za-z.-]*`)
 
-// k3sVersion asks the binary when it can run here, else finds the version
-// string the k3s build stamps into it.
-func k3sVersion(ctx context.Context, bin, arch string) (string, error) {
-	if arch == runtime.GOARCH {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, bin, "--version").Output()
-		if err == nil {
-			if v := k3sVersionRe.Find(out); v != nil {
-				return string(v), nil
-			}
-		}
-	}
+// K3sVersion finds the version string the k3s build stamps into its
+// binary. It reads the bytes and never runs the file: a fetched binary run
+// on this machine would get its environment (the signing key's password, a
+// node token) and whatever it can reach.
+func K3sVersion(bin string) (string, error) {
 	f, err := os.Open(bin)
 	if err != nil {
 		return "", err
@@ -344,6 +398,9 @@ func k3sVersion(ctx context.Context, bin, arch string) (string, error) {
 		for _, v := range k3sVersionRe.FindAll(sc.Bytes(), -1) {
 			counts[string(v)]++
 		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
 	}
 	best := ""
 	for v, n := range counts {

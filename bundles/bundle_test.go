@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,8 +29,9 @@ import (
 )
 
 // fixture is a small bundle built by Build from local sources. Its k3s is a
-// stand-in script that only answers --version (the real binary is used by
-// the integration tier), so that building it takes milliseconds.
+// stand-in script (the real binary is used by the integration tier), so
+// that building it takes milliseconds; run, it leaves the file ran behind,
+// which a build must never do.
 type fixture struct {
 	dir  string // inputs
 	spec *Spec
@@ -48,7 +51,7 @@ func newFixture(t testing.TB) *fixture {
 			t.Fatal(err)
 		}
 	}
-	write("k3s", "#!/bin/sh\necho 'k3s version v1.31.1+k3s1 (536fa44e)'\n", 0o755)
+	write("k3s", "#!/bin/sh\ntouch '"+filepath.Join(dir, "ran")+"'\necho 'k3s version v1.31.1+k3s1 (536fa44e)'\n", 0o755)
 	write("chart/Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.2.0\n", 0o644)
 	write("chart/values.yaml", "image: registry.example/demo/gateway:1.0\n", 0o644)
 	write("chart/templates/deploy.yaml", `apiVersion: apps/v1
@@ -96,6 +99,10 @@ func TestBuildDirectory(t *testing.T) {
 	m := res.Manifest
 	if m.K3s.Version != "v1.31.1+k3s1" {
 		t.Errorf("k3s version = %q", m.K3s.Version)
+	}
+	// fetched content is read, never run: it would run with the key's password in its environment
+	if _, err := os.Stat(filepath.Join(f.dir, "ran")); err == nil {
+		t.Error("build ran the k3s binary it fetched")
 	}
 	var paths []string
 	for _, fl := range m.Files {
@@ -256,18 +263,13 @@ func TestParseSize(t *testing.T) {
 
 func TestK3sVersionFromBinaryText(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "k3s")
-	// not runnable here (wrong arch): the version is read from the bytes
 	os.WriteFile(p, []byte("\x7fELF\x00\x01junk v1.31.1-k3s1 \x00github.com/k3s-io/k3s/pkg/version.Version=v1.31.1+k3s-536fa44e\x00 v1.31.1+k3s-536fa44e\x00"), 0o755)
-	other := "arm64"
-	if runtime.GOARCH == "arm64" {
-		other = "amd64"
-	}
-	v, err := k3sVersion(context.Background(), p, other)
+	v, err := K3sVersion(p)
 	if err != nil || v != "v1.31.1+k3s-536fa44e" {
 		t.Errorf("version = %q, %v", v, err)
 	}
 	os.WriteFile(p, []byte("not k3s"), 0o755)
-	if _, err := k3sVersion(context.Background(), p, other); err == nil {
+	if _, err := K3sVersion(p); err == nil {
 		t.Error("a file without a k3s version was accepted")
 	}
 }
@@ -302,6 +304,35 @@ func TestOpenOverHTTP(t *testing.T) {
 	}
 	if _, err := Open(context.Background(), srv.URL+"/missing.tar.zst", OpenOptions{PublicKey: &f.pub}); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("missing URL: %v", err)
+	}
+}
+
+// TestBuildRefusesUnverifiedHTTP: a download without a checksum is whatever
+// the network said, and the bundle's signature would vouch for it.
+func TestBuildRefusesUnverifiedHTTP(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(http.FileServer(http.Dir(f.dir)))
+	defer srv.Close()
+	f.spec.Files[1].Source = srv.URL + "/labels.txt"
+	parent := t.TempDir()
+	_, err := Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(parent, "b"), Pwd: f.dir})
+	if err == nil || !strings.Contains(err.Error(), "files[1].source") || !strings.Contains(err.Error(), "?checksum=") ||
+		!strings.Contains(err.Error(), "--allow-unverified-sources") || !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("err = %v, want files[1].source refused for want of a checksum", err)
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+		t.Errorf("refused build left %v", entries)
+	}
+	res, err := Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(parent, "b"), Pwd: f.dir, AllowUnverifiedSources: true})
+	if err != nil {
+		t.Fatalf("with AllowUnverifiedSources: %v", err)
+	}
+	if _, ok := res.Manifest.File("files/models/labels.txt"); !ok {
+		t.Error("the unverified file is not in the bundle")
+	}
+	f.spec.Files[1].Source = srv.URL + "/labels.txt?checksum=sha256:" + sha256File(t, filepath.Join(f.dir, "labels.txt"))
+	if _, err := Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(parent, "c"), Pwd: f.dir}); err != nil {
+		t.Errorf("with a checksum: %v", err)
 	}
 }
 
@@ -356,4 +387,156 @@ func TestBuildThroughMirror(t *testing.T) {
 			t.Errorf("ParseMirrors(%q) = %v", bad, err)
 		}
 	}
+}
+
+// TestSpecFileDests: one row per way files[].dest can go wrong, each
+// refused by Validate, before anything is fetched, with its own message.
+func TestSpecFileDests(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		dests []string
+		want  string // in the error about the last dest; "" accepts
+	}{
+		{"distinct", []string{"models/a", "models/b", "labels.txt"}, ""},
+		{"a file and a directory above another", []string{"models", "models/a"}, `files[1].dest: "models/a" is inside files[0].dest "models"`},
+		{"a directory above an earlier file", []string{"models/a", "models"}, `files[1].dest: "models" is a directory of files[0].dest "models/a"`},
+		{"differ only in case", []string{"models/A", "models/a"}, `files[1].dest: "models/a" differs from files[0].dest "models/A" only in case`},
+		{"directories differ in case", []string{"Models/a", "models/b"}, `files[1].dest: "models/b" and files[0].dest "Models/a" spell "models" in different cases`},
+		{"dot element", []string{"models/./a"}, `files[0].dest: "models/./a" has a "." element`},
+		{"trailing dot", []string{"models/."}, `files[0].dest: "models/." has a "." element`},
+		{"dot-dot", []string{"models/../a"}, `files[0].dest: "models/../a" must be a relative file path without ".."`},
+		{"twice", []string{"models/a", "models/a"}, `files[1].dest: "models/a" is used twice`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Spec{APIVersion: APIVersion, Kind: SpecKind, Name: "site-a", Version: "1.0.0", Arch: "amd64", K3s: SpecK3s{Binary: "./k3s"}}
+			for _, d := range c.dests {
+				s.Files = append(s.Files, SpecFile{Source: "./x", Dest: d})
+			}
+			err := s.Validate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("err = %v\nwant %s", err, c.want)
+			}
+		})
+	}
+}
+
+// TestBuildRefusesLinksInSources: a link in a chart directory or a files[]
+// source would put whatever it points to (/etc/shadow, all of /etc) into
+// the signed bundle. Build refuses, naming the link, before fetching.
+func TestBuildRefusesLinksInSources(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "shadow")
+	must(t, os.WriteFile(secret, []byte("root:$6$secret"), 0o600))
+	for _, c := range []struct {
+		name, field, path string
+		mutate            func(t *testing.T, f *fixture)
+	}{
+		{"link to a file in a chart", "charts[0].source", "chart/templates/shadow.yaml", func(t *testing.T, f *fixture) {
+			must(t, os.Symlink(secret, filepath.Join(f.dir, "chart/templates/shadow.yaml")))
+		}},
+		{"link to a directory in a chart", "charts[0].source", "chart/etc", func(t *testing.T, f *fixture) {
+			must(t, os.Symlink(filepath.Dir(secret), filepath.Join(f.dir, "chart/etc")))
+		}},
+		{"the chart directory is a link", "charts[0].source", "linked-chart", func(t *testing.T, f *fixture) {
+			must(t, os.Symlink(filepath.Join(f.dir, "chart"), filepath.Join(f.dir, "linked-chart")))
+			f.spec.Charts[0].Source = "./linked-chart"
+		}},
+		{"a pipe in a chart", "charts[0].source", "chart/pipe", func(t *testing.T, f *fixture) {
+			must(t, syscall.Mkfifo(filepath.Join(f.dir, "chart/pipe"), 0o644))
+		}},
+		{"a files[] source is a link", "files[1].source", "labels.txt", func(t *testing.T, f *fixture) {
+			must(t, os.Remove(filepath.Join(f.dir, "labels.txt")))
+			must(t, os.Symlink(secret, filepath.Join(f.dir, "labels.txt")))
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			c.mutate(t, f)
+			parent := t.TempDir()
+			_, err := Build(context.Background(), f.spec, BuildOptions{Out: filepath.Join(parent, "b.tar.zst"), Pwd: f.dir})
+			if err == nil || !strings.Contains(err.Error(), c.field) || !strings.Contains(err.Error(), filepath.Join(f.dir, c.path)) || !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("err = %v, want %s refused naming %s", err, c.field, c.path)
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Errorf("refused build left %v", entries)
+			}
+		})
+	}
+}
+
+// TestBuildOut: --out as the README writes it. A directory (site-a/, or an
+// empty directory that exists) gets a directory bundle, NAME.tar.zst an
+// archive; other archive names and non-empty directories are refused
+// before anything is fetched, and a failed build leaves nothing it made.
+func TestBuildOut(t *testing.T) {
+	f := newFixture(t)
+	build := func(out string) error {
+		_, err := Build(context.Background(), f.spec, BuildOptions{Out: out, Key: &f.key, Pwd: f.dir})
+		return err
+	}
+	opens := func(t *testing.T, src string) {
+		t.Helper()
+		if _, err := Open(context.Background(), src, OpenOptions{PublicKey: &f.pub}); err != nil {
+			t.Errorf("the bundle at %s does not open: %v", src, err)
+		}
+	}
+	t.Run("directory with a slash", func(t *testing.T) {
+		parent := t.TempDir()
+		if err := build(filepath.Join(parent, "site-a") + "/"); err != nil {
+			t.Fatal(err)
+		}
+		opens(t, filepath.Join(parent, "site-a"))
+		if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+			t.Errorf("build left %v beside the bundle", entries)
+		}
+	})
+	t.Run("empty directory that exists", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "site-a")
+		must(t, os.Mkdir(out, 0o755))
+		if err := build(out); err != nil {
+			t.Fatal(err)
+		}
+		opens(t, out)
+	})
+	t.Run("directory that is not empty", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "site-a")
+		must(t, os.Mkdir(out, 0o755))
+		must(t, os.WriteFile(filepath.Join(out, "keep"), []byte("x"), 0o644))
+		f.spec.K3s.Binary = "./no-such-k3s" // refused before this is fetched
+		defer func() { f.spec.K3s.Binary = "./k3s" }()
+		err := build(out)
+		if err == nil || !strings.Contains(err.Error(), "not empty") || !errors.Is(err, ErrInvalidInput) {
+			t.Fatalf("err = %v, want the non-empty --out refused first", err)
+		}
+		if entries, _ := os.ReadDir(out); len(entries) != 1 {
+			t.Errorf("--out now holds %v", entries)
+		}
+	})
+	for _, name := range []string{"site-a.tar.gz", "site-a.tgz", "site-a.zip", "site-a.tar"} {
+		t.Run(name, func(t *testing.T) {
+			parent := t.TempDir()
+			err := build(filepath.Join(parent, name))
+			if err == nil || !strings.Contains(err.Error(), ArchiveExt) || !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("err = %v, want %s refused, pointing at %s", err, name, ArchiveExt)
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Errorf("refused build left %v", entries)
+			}
+		})
+	}
+	t.Run("failed build removes the directories it made", func(t *testing.T) {
+		parent := t.TempDir()
+		f.spec.Files = append(f.spec.Files, SpecFile{Source: "./no-such-file", Dest: "x"})
+		defer func() { f.spec.Files = f.spec.Files[:2] }()
+		for _, out := range []string{filepath.Join(parent, "new/deeper/site-a"), filepath.Join(parent, "new/site-a.tar.zst")} {
+			if err := build(out); err == nil {
+				t.Fatal("built with a missing file")
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Errorf("failed build of %s left %v", out, entries)
+			}
+		}
+	})
 }

@@ -151,6 +151,14 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if m.APIVersion != APIVersion || m.Kind != ManifestKind {
 		return nil, fmt.Errorf("apiVersion/kind is %q/%q, want %s/%s; this perch may be too old for the bundle", m.APIVersion, m.Kind, APIVersion, ManifestKind)
 	}
+	// name and version become install paths: a signature vouches for who
+	// built the manifest, not that its builder kept the spec's rules
+	if p := nameProblem(m.Name); p != "" {
+		return nil, fmt.Errorf("name %s; refused", p)
+	}
+	if p := versionProblem(m.Version); p != "" {
+		return nil, fmt.Errorf("version %s; refused", p)
+	}
 	if !validArch(m.Arch) {
 		return nil, fmt.Errorf("arch %q is not amd64 or arm64", m.Arch)
 	}

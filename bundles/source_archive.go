@@ -2,6 +2,7 @@ package bundles
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,11 @@ import (
 // tarSource reads a tar.zst stream. The stream is bounded by the entries'
 // declared sizes, so a decompression bomb hits a limit, not the disk.
 type tarSource struct {
-	c    io.Closer
-	zr   interface{ Close() }
+	c  io.Closer
+	zr interface {
+		io.Reader
+		Close()
+	}
 	tr   *tar.Reader
 	part func() string
 	last string
@@ -43,6 +47,11 @@ func (t *tarSource) where() string {
 
 func (t *tarSource) next() (*entry, error) {
 	h, err := t.tr.Next()
+	if errors.Is(err, io.EOF) {
+		if terr := t.trailing(); terr != nil {
+			return nil, terr
+		}
+	}
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			err = fmt.Errorf("the archive ends early (cut off, or a split part missing): %w", err)
@@ -69,6 +78,30 @@ func (t *tarSource) next() (*entry, error) {
 	}
 	e.open = func() (io.ReadCloser, error) { return io.NopCloser(t.tr), nil }
 	return e, nil
+}
+
+// maxTrailer is how many zero bytes may follow the tar end marker: tar
+// pads its last record (10 KiB by default) with zeros.
+const maxTrailer = 1 << 20
+
+// trailing refuses what follows the end marker, in the zstd stream or after
+// it: the manifest vouches for every byte, so no byte may go unchecked.
+func (t *tarSource) trailing() error {
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		k, err := t.zr.Read(buf)
+		n += int64(k)
+		if n > maxTrailer || len(bytes.Trim(buf[:k], "\x00")) > 0 {
+			return errors.New("data after the archive's end; a bundle is the files its manifest lists and nothing more: copy it again, or rebuild it")
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("after the archive's end: %v; copy it again, or rebuild it", err)
+		}
+	}
 }
 
 func (t *tarSource) Close() error {

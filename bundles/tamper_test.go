@@ -379,3 +379,77 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestSignedManifestNameAndVersionAreChecked: name and version become
+// install paths (/var/lib/perch/bundles/NAME-VERSION); a manifest signed by
+// the right key is still refused when they are not what a BundleSpec allows.
+func TestSignedManifestNameAndVersionAreChecked(t *testing.T) {
+	f := newFixture(t)
+	good := filepath.Join(t.TempDir(), "good")
+	f.build(t, good, 0)
+	manifestRaw, _ := os.ReadFile(filepath.Join(good, ManifestName))
+	for _, c := range []struct {
+		field string
+		edit  func(*Manifest)
+	}{
+		{"name", func(m *Manifest) { m.Name = "../../etc" }},
+		{"name", func(m *Manifest) { m.Name = "" }},
+		{"name", func(m *Manifest) { m.Name = "Site/A" }},
+		{"version", func(m *Manifest) { m.Version = "1.4.0/../../../etc" }},
+		{"version", func(m *Manifest) { m.Version = ".." }},
+		{"version", func(m *Manifest) { m.Version = "" }},
+	} {
+		dir := filepath.Join(t.TempDir(), "bundle")
+		must(t, os.CopyFS(dir, os.DirFS(good)))
+		man, sig := f.resign(t, manifestRaw, c.edit)
+		writeSigned(t, dir, man, sig)
+		expectRejected(t, dir, ManifestName, &f.pub)
+		_, err := ReadManifest(context.Background(), dir, OpenOptions{PublicKey: &f.pub})
+		if err == nil || !strings.Contains(err.Error(), ": "+c.field+" ") {
+			t.Errorf("err = %v, want one naming the field %s", err, c.field)
+		}
+	}
+}
+
+// TestTrailingDataIsRejected: "every byte" holds after the tar end marker
+// too, both inside the zstd stream and in a zstd frame appended to it.
+func TestTrailingDataIsRejected(t *testing.T) {
+	f := newFixture(t)
+	good := filepath.Join(t.TempDir(), "good")
+	f.build(t, good, 0)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		edit func(t *testing.T, p string)
+	}{
+		{"a zstd frame after the archive", func(t *testing.T, p string) {
+			zw, _ := zstd.NewWriter(nil)
+			frame := zw.EncodeAll([]byte("#!/bin/sh\nevil\n"), nil)
+			out, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			must(t, err)
+			_, err = out.Write(frame)
+			must(t, err)
+			must(t, out.Close())
+		}},
+		{"garbage after the archive", func(t *testing.T, p string) {
+			out, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			must(t, err)
+			_, err = out.Write([]byte("not zstd at all"))
+			must(t, err)
+			must(t, out.Close())
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+ArchiveExt)
+			writeTarZst(t, p, entriesOf(t, good))
+			if _, err := Open(context.Background(), p, OpenOptions{PublicKey: &f.pub}); err != nil {
+				t.Fatalf("the archive before the edit: %v", err)
+			}
+			c.edit(t, p)
+			_, err := Open(context.Background(), p, OpenOptions{PublicKey: &f.pub})
+			if err == nil || !strings.Contains(err.Error(), filepath.Base(p)) || !strings.Contains(err.Error(), "after the archive's end") {
+				t.Fatalf("err = %v, want trailing data refused, naming %s", err, filepath.Base(p))
+			}
+		})
+	}
+}

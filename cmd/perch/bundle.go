@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -62,6 +63,7 @@ func (r *reporting) reporter(s *streams, step string) *engine.Reporter {
 func newBundleBuildCmd(s *streams) *cobra.Command {
 	var spec, out, key, split string
 	var mirrors []string
+	var allowUnverified bool
 	var rep reporting
 	cmd := &cobra.Command{
 		Use:   "build --spec SPEC --out PATH [--key NAME.key] [--split SIZE]",
@@ -69,7 +71,9 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 		Long: "Fetch the k3s binary, charts, images (for the spec's arch) and files the spec\n" +
 			"names and write them as one bundle with a signed manifest. PATH ending in\n" +
 			".tar.zst gives one archive (with --split SIZE, numbered parts such as\n" +
-			"PATH.001 for FAT32 sticks: --split 3900MiB); any other PATH a directory.",
+			"PATH.001 for FAT32 sticks: --split 3900MiB); any other PATH a directory\n" +
+			"(one that exists must be empty). Other archive names (.tar.gz, .zip) are\n" +
+			"refused, and a failed build removes what it made.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if spec == "" || out == "" {
@@ -89,9 +93,10 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 			}
 			sp, err := bundles.LoadSpec(spec)
 			if err != nil {
-				return err
+				return inputError(err)
 			}
-			o := bundles.BuildOptions{Out: out, Split: limit, Pwd: filepath.Dir(absPath(spec)), Mirrors: mm, Progress: r.Progress, Log: r.Logf, BuiltBy: version}
+			o := bundles.BuildOptions{Out: out, Split: limit, Pwd: filepath.Dir(absPath(spec)), Mirrors: mm, Progress: r.Progress, Log: r.Logf, BuiltBy: version,
+				AllowUnverifiedSources: allowUnverified}
 			if key != "" {
 				k, err := bundles.LoadPrivateKey(key)
 				if err != nil {
@@ -103,7 +108,7 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 			}
 			res, err := bundles.Build(cmd.Context(), sp, o)
 			if err != nil {
-				return err
+				return inputError(err)
 			}
 			m := res.Manifest
 			r.Logf("built %s %s (%s): %d files, %s, %d images in %d blobs (%s saved by shared layers)",
@@ -120,9 +125,19 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "bundle to write: a directory, or NAME.tar.zst")
 	cmd.Flags().StringVar(&key, "key", "", "signing key from `perch bundle keygen`")
 	cmd.Flags().StringVar(&split, "split", "", "cut the archive into parts of this size, such as 3900MiB")
+	cmd.Flags().BoolVar(&allowUnverified, "allow-unverified-sources", false, "accept http(s) sources without ?checksum= (the signature then vouches for whatever was downloaded)")
 	cmd.Flags().StringArrayVar(&mirrors, "mirror", nil, "pull a registry's images from a mirror, REGISTRY=MIRROR[/PATH] (repeatable); the bundle keeps the upstream names")
 	rep.flags(cmd)
 	return cmd
+}
+
+// inputError makes what the bundles package refuses as bad input (the
+// spec, its sources, --out) a usage error, so it exits 2.
+func inputError(err error) error {
+	if errors.Is(err, bundles.ErrInvalidInput) {
+		return &usageError{err}
+	}
+	return err
 }
 
 // openFlags are how verify, inspect and install accept a bundle.

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
-	"strings"
-	"time"
 
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
@@ -25,8 +22,9 @@ type Source struct {
 }
 
 // LocalSource describes a file on this machine, named by a config key for
-// errors.
-func LocalSource(ctx context.Context, p, field string) (Source, error) {
+// errors. It never runs the file: what version it is, is the caller's to
+// read from its bytes.
+func LocalSource(p, field string) (Source, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		if field != "" {
@@ -37,23 +35,7 @@ func LocalSource(ctx context.Context, p, field string) (Source, error) {
 	if !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
 		return Source{}, fmt.Errorf("%s: %s is not an executable file; chmod +x it", field, p)
 	}
-	return Source{Path: p, Size: fi.Size(), Version: version(ctx, p)}, nil
-}
-
-// version asks a binary for its version, for the plan; k3s prints
-// "k3s version v1.31.1+k3s1 (abc)".
-func version(ctx context.Context, bin string) string {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "--version").Output()
-	if err != nil {
-		return ""
-	}
-	line, _, _ := strings.Cut(string(out), "\n")
-	if f := strings.Fields(line); len(f) >= 3 && f[1] == "version" {
-		return f[2]
-	}
-	return ""
+	return Source{Path: p, Size: fi.Size()}, nil
 }
 
 // BinaryStep installs a file by content (an executable, with tool links

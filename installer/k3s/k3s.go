@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/gpu"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/converge"
@@ -63,7 +64,7 @@ func (e *K3s) ServiceName() string {
 // and the registry run.
 func (e *K3s) PerchBinary() engine.Step {
 	return &converge.BinaryStep{Host: e.n.Host, StepName: "perch-binary", Dest: node.PerchPath, Src: func(ctx context.Context) (converge.Source, error) {
-		return converge.LocalSource(ctx, e.n.PerchBinary, "")
+		return converge.LocalSource(e.n.PerchBinary, "")
 	}}
 }
 
@@ -119,7 +120,14 @@ func (e *K3s) k3sSource(ctx context.Context) (converge.Source, error) {
 		src.Version = b.Manifest.K3s.Version
 		return src, err
 	}
-	return converge.LocalSource(ctx, e.n.Cfg.K3s.Binary, "k3s.binary")
+	src, err := converge.LocalSource(e.n.Cfg.K3s.Binary, "k3s.binary")
+	if err != nil {
+		return src, err
+	}
+	// a version the plan cannot read is only left out of it; the file is
+	// installed by its digest either way
+	src.Version, _ = bundles.K3sVersion(src.Path)
+	return src, nil
 }
 
 // ConfigFile renders /etc/rancher/k3s/config.yaml. Paths in it are real

@@ -2,6 +2,8 @@ package k3s
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -130,5 +132,28 @@ func TestReadyWording(t *testing.T) {
 		if subject != want[0] || plan != want[1] {
 			t.Errorf("%q: got %q / %q", mod, subject, plan)
 		}
+	}
+}
+
+// TestPlanReadsK3sVersionWithoutRunningIt: the plan shows k3s's version,
+// read from the binary's bytes. Running k3s.binary to ask would hand it the
+// installer's environment (PERCH_NODE_TOKEN) before anything was installed.
+func TestPlanReadsK3sVersionWithoutRunningIt(t *testing.T) {
+	dir := t.TempDir()
+	bin, ran := filepath.Join(dir, "k3s"), filepath.Join(dir, "ran")
+	script := "#!/bin/sh\ntouch '" + ran + "'\necho 'k3s version v1.31.1+k3s1 (452dbbc1)'\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	k := env(t, "k3s: {binary: "+bin+"}")
+	changes, err := k.Binary().Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) == 0 || !strings.HasPrefix(changes[0].Detail, "v1.31.1+k3s1, ") {
+		t.Errorf("plan = %+v, want the k3s binary's version in it", changes)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("planning ran k3s.binary")
 	}
 }
