@@ -25,9 +25,11 @@ unit:
 	$(GO) test -count=1 ./...
 	$(GO) -C internal/testimages/standins test -count=1 ./...
 
-# A short run of every fuzz target: no input may make the loader panic.
+# A short run of every fuzz target: no input may make a parser panic.
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzLoadBytes -fuzztime=20s ./installer/config
+	$(GO) test -run='^$$' -fuzz=FuzzLoadTOML -fuzztime=20s ./installer/config
+	$(GO) test -run='^$$' -fuzz=FuzzLoadJSON -fuzztime=20s ./installer/config
 	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=20s ./bundles
 	$(GO) test -run='^$$' -fuzz=FuzzParseSpec -fuzztime=20s ./bundles
 
