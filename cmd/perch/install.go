@@ -148,17 +148,26 @@ func newPlanCmd(s *streams) *cobra.Command {
 	return cmd
 }
 
+// printPlan prints the plan, or, when it could not be made, the steps
+// planned before the failure and no summary: the error (on stderr, or in
+// the JSON) says why, and the exit status is not 0.
 func printPlan(ctx context.Context, s *streams, t *target, inst *installer.Installer) error {
 	p, err := inst.Plan(ctx)
 	if t.output.json() {
 		out := struct {
 			Node    string            `json:"node"`
 			Steps   []engine.StepPlan `json:"steps"`
-			Summary engine.Summary    `json:"summary"`
+			Summary *engine.Summary   `json:"summary,omitempty"`
 			Error   string            `json:"error,omitempty"`
-		}{Node: inst.Describe(), Steps: p.Steps, Summary: p.Summary()}
+		}{Node: inst.Describe(), Steps: p.Steps}
+		if out.Steps == nil {
+			out.Steps = []engine.StepPlan{}
+		}
 		if err != nil {
 			out.Error = err.Error()
+		} else {
+			sum := p.Summary()
+			out.Summary = &sum
 		}
 		if encErr := writeJSON(s.out, out); encErr != nil {
 			return encErr
@@ -170,7 +179,7 @@ func printPlan(ctx context.Context, s *streams, t *target, inst *installer.Insta
 	}
 	fmt.Fprintf(s.out, "Plan for %s\n\n", inst.Describe())
 	if err != nil {
-		fmt.Fprint(s.out, p.Text())
+		fmt.Fprint(s.out, p.FailedText(err))
 		return err
 	}
 	fmt.Fprint(s.out, p.Text())

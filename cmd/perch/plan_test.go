@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A plan that cannot be made is a failure, whether it fails before the
+// first step (no bundle) or in the middle (a file the step cannot read).
+func TestFailedPlan(t *testing.T) {
+	cfg, root := fixture(t)
+	badRoot := filepath.Join(t.TempDir(), "root")
+	// the registry-tls step reads the certificate: a directory there cannot
+	// be planned
+	os.MkdirAll(filepath.Join(badRoot, "etc/perch/registry/tls.crt"), 0o755)
+	key := filepath.Join(t.TempDir(), "site")
+	if _, errOut, code := perch(t, "", "bundle", "keygen", "--out", key); code != 0 {
+		t.Fatal(errOut)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		// a directory that holds no bundle, as a stick without one would
+		{"no bundle", []string{"--config", "../../testdata/e2e.yaml", "--root", root, "--bundle", t.TempDir(), "--pubkey", key + ".pub"}},
+		{"failed step", []string{"--config", cfg, "--root", badRoot}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"plan", "--init", "none"}, tt.args...)
+			out, errOut, code := perch(t, "", args...)
+			if code != 1 {
+				t.Errorf("exit %d, want 1:\n%s%s", code, out, errOut)
+			}
+			for _, bad := range []string{"No changes", "Plan: "} {
+				if strings.Contains(out, bad) {
+					t.Errorf("a failed plan printed %q:\n%s", bad, out)
+				}
+			}
+			if !strings.Contains(out, "Plan failed") || errOut == "" {
+				t.Errorf("a failed plan must say so; stdout:\n%s\nstderr:\n%s", out, errOut)
+			}
+
+			out, _, code = perch(t, "", append(args, "-o", "json")...)
+			var p map[string]any
+			if err := json.Unmarshal([]byte(out), &p); err != nil || code != 1 {
+				t.Fatalf("json: exit %d, %v:\n%s", code, err, out)
+			}
+			if _, ok := p["steps"].([]any); !ok {
+				t.Errorf("json steps is %v, want an array", p["steps"])
+			}
+			if e, _ := p["error"].(string); e == "" {
+				t.Errorf("json of a failed plan has no error: %s", out)
+			}
+			if _, ok := p["summary"]; ok {
+				t.Errorf("json of a failed plan has a summary: %s", out)
+			}
+		})
+	}
+}
