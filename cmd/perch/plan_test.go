@@ -2,11 +2,55 @@ package main
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
+
+// entries lists everything under dir, so a test can say what a command
+// that writes nothing wrote.
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	var got []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != dir {
+			got = append(got, p)
+		}
+		return nil
+	})
+	return got
+}
+
+func TestPlanCreatesNoRoot(t *testing.T) {
+	cfg, root := fixture(t) // root does not exist yet
+	out, errOut, code := perch(t, "", "plan", "--config", cfg, "--root", root, "--init", "none")
+	if code != 0 || !strings.Contains(out, "Plan: 17 to create") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Fatalf("plan created --root %s (stat: %v); it must write nothing", root, err)
+	}
+}
+
+func TestUninstallNeverInstalledWritesNothing(t *testing.T) {
+	root := t.TempDir()
+	out, errOut, code := perch(t, "", "uninstall", "--root", root, "--init", "none", "--yes")
+	if code != 0 || !strings.Contains(out, "nothing to remove") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+	}
+	if got := entries(t, root); len(got) > 0 {
+		t.Fatalf("uninstall of a never-installed root wrote %v", got)
+	}
+	missing := filepath.Join(t.TempDir(), "nope")
+	if _, errOut, code := perch(t, "", "uninstall", "--root", missing, "--init", "none", "--yes"); code != 0 {
+		t.Fatalf("uninstall on a missing root: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("uninstall created --root %s", missing)
+	}
+}
 
 // A plan that cannot be made is a failure, whether it fails before the
 // first step (no bundle) or in the middle (a file the step cannot read).
