@@ -28,8 +28,8 @@ type target struct {
 
 func (t *target) bind(fs *pflag.FlagSet, withConfigFlags bool) {
 	fs.StringVarP(&t.configFile, "config", "c", "", "appliance config file (YAML, TOML or JSON; - for stdin)")
-	fs.StringVar(&t.root, "root", "/", "install under this directory instead of / (sandboxes, tests)")
-	fs.StringVar(&t.init, "init", "auto", "init system: auto, systemd, openrc or none (perch supervises k3s itself)")
+	addRoot(fs, &t.root, "install under this directory instead of / (sandboxes, tests)")
+	addInit(fs, &t.init)
 	addOutput(fs, &t.output, "events")
 	if withConfigFlags {
 		config.AddFlags(fs)
@@ -212,6 +212,23 @@ func newUninstallCmd(s *streams) *cobra.Command {
 				}
 			}
 			done, err := inst.Uninstall(cmd.Context(), purge)
+			if t.output.json() {
+				// what was removed before a failure is listed too: it is gone
+				out := struct {
+					Removed []string `json:"removed"`
+					Error   string   `json:"error,omitempty"`
+				}{Removed: append([]string{}, done...)}
+				if err != nil {
+					out.Error = err.Error()
+				}
+				if encErr := writeJSON(s.out, out); encErr != nil {
+					return encErr
+				}
+				if err != nil {
+					return &alreadyReported{err}
+				}
+				return nil
+			}
 			for _, d := range done {
 				fmt.Fprintln(s.out, d)
 			}

@@ -52,6 +52,17 @@ func TestUninstallNeverInstalledWritesNothing(t *testing.T) {
 	}
 }
 
+func TestUninstallJSON(t *testing.T) {
+	root := t.TempDir()
+	out, errOut, code := perch(t, "", "uninstall", "--root", root, "--init", "none", "--yes", "-o", "json")
+	var got struct {
+		Removed []string `json:"removed"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Removed == nil {
+		t.Fatalf("exit %d, want a JSON document with a removed list, got:\n%s%s", code, out, errOut)
+	}
+}
+
 // A plan that cannot be made is a failure, whether it fails before the
 // first step (no bundle) or in the middle (a file the step cannot read).
 func TestFailedPlan(t *testing.T) {
