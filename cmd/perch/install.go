@@ -48,16 +48,21 @@ func (t *target) load(s *streams, ignore ...string) (config.Appliance, error) {
 // do not count.
 func loadConfig(s *streams, src config.Source, ignore ...string) (config.Appliance, error) {
 	cfg, err := config.Load(src)
-	err = config.Without(err, ignore...)
+	return cfg, reportConfig(s, config.Without(err, ignore...))
+}
+
+// reportConfig is how a config that cannot be used is said: every
+// problem listed with its key, exit 2.
+func reportConfig(s *streams, err error) error {
 	var inv *config.InvalidError
 	switch {
 	case errors.As(err, &inv):
 		fmt.Fprintln(s.err, inv.Error())
-		return cfg, &alreadyReported{&usageError{err}}
+		return &alreadyReported{&usageError{err}}
 	case err != nil:
-		return cfg, &usageError{err}
+		return &usageError{err}
 	}
-	return cfg, nil
+	return nil
 }
 
 // loadOrDefault is the config of commands that install nothing (status,

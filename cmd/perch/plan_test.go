@@ -115,3 +115,23 @@ func TestFailedPlan(t *testing.T) {
 		})
 	}
 }
+
+// The example installs as the README shows it: from a bundle, with
+// --bundle and --pubkey on the command line.
+func TestExampleInstallsWithBundle(t *testing.T) {
+	example, _, _ := perch(t, "", "config", "example")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "appliance.yaml")
+	os.WriteFile(cfg, []byte(example), 0o644)
+	if out, errOut, code := perch(t, "", "config", "validate", cfg); code != 0 {
+		t.Fatalf("validate the example: exit %d: %s%s", code, out, errOut)
+	}
+	key := filepath.Join(dir, "site")
+	perch(t, "", "bundle", "keygen", "--out", key)
+	_, errOut, code := perch(t, "", "plan", "--config", cfg, "--bundle", t.TempDir(), "--pubkey", key+".pub",
+		"--root", filepath.Join(dir, "root"), "--init", "none")
+	// the directory holds no bundle: the plan fails there, not on the config
+	if code == 2 || strings.Contains(errOut, "k3s.binary") || !strings.Contains(errOut, "bundle.source") {
+		t.Fatalf("plan --config example --bundle: exit %d: %s", code, errOut)
+	}
+}
