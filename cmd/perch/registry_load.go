@@ -127,8 +127,8 @@ func (l *registryLoad) run(ctx context.Context, s *streams, src string) error {
 		return nil
 	}
 	rate := ""
-	if sec := took.Seconds(); sec > 0 {
-		rate = fmt.Sprintf(", %s/s", engine.Bytes(int64(float64(res.Written)/sec)))
+	if r := engine.RateOf(res.Written, took); r > 0 {
+		rate = fmt.Sprintf(", %s/s", engine.Bytes(int64(r)))
 	}
 	r.Logf("loaded %d images into %s: %d blobs, %d already there, %s written in %s%s",
 		res.Images, where, res.Blobs, res.Skipped, engine.Bytes(res.Written), took, rate)
