@@ -5,7 +5,9 @@ package installer
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -53,10 +55,9 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 	if o.Root == "" {
 		o.Root = "/"
 	}
-	if err := os.MkdirAll(o.Root, 0o755); err != nil {
-		return nil, fmt.Errorf("--root %s: %w", o.Root, err)
-	}
-	h, err := host.Open(o.Root)
+	// a root that does not exist yet is made by the first write, so that
+	// plan and uninstall, which write nothing there, leave none behind
+	h, err := host.OpenCreating(o.Root)
 	if err != nil {
 		return nil, fmt.Errorf("--root %s: %w", o.Root, err)
 	}
@@ -161,6 +162,13 @@ func (i *Installer) Install(ctx context.Context) (engine.Summary, error) {
 // Uninstall stops and removes what the journal says Perch created, newest
 // first. Data (the k3s data dir, Perch's state) stays unless purge.
 func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error) {
+	dataDir := i.node.Cfg.K3s.DataDir
+	purged := []string{dataDir, "/etc/rancher/k3s", "/etc/perch", "/var/log/perch", "/run/perch", "/run/k3s", engine.StateDir}
+	if !i.installedHere(purge, purged) {
+		// taking the lock would write it, and a journal, on a node
+		// that has nothing to remove
+		return nil, nil
+	}
 	lock, err := engine.AcquireLock(i.node.Host)
 	if err != nil {
 		return nil, err
@@ -215,11 +223,10 @@ func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error)
 		j.Status = "uninstalled"
 		return done, j.Save(i.node.Host)
 	}
-	dataDir := i.node.Cfg.K3s.DataDir
 	if err := unmountUnder(i.node.Host.Path(dataDir), i.node.Host.Path("/run/k3s"), i.node.Host.Path("/var/lib/kubelet")); err != nil {
 		return done, err
 	}
-	for _, p := range []string{dataDir, "/etc/rancher/k3s", "/etc/perch", "/var/log/perch", "/run/perch", "/run/k3s", engine.StateDir} {
+	for _, p := range purged {
 		if _, err := i.node.Host.Stat(p); err != nil {
 			continue
 		}
@@ -232,6 +239,21 @@ func (i *Installer) Uninstall(ctx context.Context, purge bool) ([]string, error)
 		done = append(done, "purged "+p)
 	}
 	return done, nil
+}
+
+// installedHere says whether uninstall has anything to do: a journal, or,
+// with purge, any of the purged paths.
+func (i *Installer) installedHere(purge bool, purged []string) bool {
+	paths := []string{engine.JournalPath}
+	if purge {
+		paths = purged
+	}
+	for _, p := range paths {
+		if _, err := i.node.Host.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+	}
+	return false
 }
 
 // unmountUnder lazily unmounts every mount below the given real paths,

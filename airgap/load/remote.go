@@ -121,6 +121,13 @@ func (rp *pusher) check(ctx context.Context, auth authn.Authenticator, tr http.R
 	return fmt.Errorf("registry %s: GET /v2/: %s", rp.target, resp.Status)
 }
 
+// CheckTarget refuses a target ToRemote could not push to, so that a
+// command can say so before it reads a bundle.
+func CheckTarget(target string) error {
+	_, _, err := parseTarget(target)
+	return err
+}
+
 // parseTarget splits https://HOST:PORT/PREFIX into a registry and a
 // repository prefix.
 func parseTarget(target string) (name.Registry, string, error) {

@@ -158,7 +158,7 @@ func (f *openFlags) options() (bundles.OpenOptions, error) {
 	if f.pubkey != "" {
 		k, err := bundles.LoadPublicKey(f.pubkey)
 		if err != nil {
-			return o, err
+			return o, &usageError{err}
 		}
 		o.PublicKey = &k
 	}

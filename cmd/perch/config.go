@@ -30,7 +30,15 @@ func newConfigCmd(s *streams) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := loadConfig(s, config.Source{File: args[0], Stdin: s.in}); err != nil {
+			cfg, err := config.Load(config.Source{File: args[0], Stdin: s.in})
+			// a file that names no k3s source gets one at install, from
+			// --bundle; only then is a missing k3s.binary all there is
+			// to say about it
+			noSource := cfg.K3s.Binary == "" && cfg.Bundle.Source == ""
+			if noSource {
+				err = config.Without(err, config.InstallOnly...)
+			}
+			if err := reportConfig(s, err); err != nil {
 				return err
 			}
 			name := args[0]
@@ -38,6 +46,9 @@ func newConfigCmd(s *streams) *cobra.Command {
 				name = "stdin"
 			}
 			fmt.Fprintf(s.out, "%s: valid\n", name)
+			if noSource {
+				fmt.Fprintln(s.err, "note: k3s comes from the bundle: install with --bundle SRC --pubkey KEY.pub, or set k3s.binary")
+			}
 			return nil
 		},
 	})

@@ -28,8 +28,8 @@ type target struct {
 
 func (t *target) bind(fs *pflag.FlagSet, withConfigFlags bool) {
 	fs.StringVarP(&t.configFile, "config", "c", "", "appliance config file (YAML, TOML or JSON; - for stdin)")
-	fs.StringVar(&t.root, "root", "/", "install under this directory instead of / (sandboxes, tests)")
-	fs.StringVar(&t.init, "init", "auto", "init system: auto, systemd, openrc or none (perch supervises k3s itself)")
+	addRoot(fs, &t.root, "install under this directory instead of / (sandboxes, tests)")
+	addInit(fs, &t.init)
 	addOutput(fs, &t.output, "events")
 	if withConfigFlags {
 		config.AddFlags(fs)
@@ -48,16 +48,21 @@ func (t *target) load(s *streams, ignore ...string) (config.Appliance, error) {
 // do not count.
 func loadConfig(s *streams, src config.Source, ignore ...string) (config.Appliance, error) {
 	cfg, err := config.Load(src)
-	err = config.Without(err, ignore...)
+	return cfg, reportConfig(s, config.Without(err, ignore...))
+}
+
+// reportConfig is how a config that cannot be used is said: every
+// problem listed with its key, exit 2.
+func reportConfig(s *streams, err error) error {
 	var inv *config.InvalidError
 	switch {
 	case errors.As(err, &inv):
 		fmt.Fprintln(s.err, inv.Error())
-		return cfg, &alreadyReported{&usageError{err}}
+		return &alreadyReported{&usageError{err}}
 	case err != nil:
-		return cfg, &usageError{err}
+		return &usageError{err}
 	}
-	return cfg, nil
+	return nil
 }
 
 // loadOrDefault is the config of commands that install nothing (status,
@@ -148,17 +153,26 @@ func newPlanCmd(s *streams) *cobra.Command {
 	return cmd
 }
 
+// printPlan prints the plan, or, when it could not be made, the steps
+// planned before the failure and no summary: the error (on stderr, or in
+// the JSON) says why, and the exit status is not 0.
 func printPlan(ctx context.Context, s *streams, t *target, inst *installer.Installer) error {
 	p, err := inst.Plan(ctx)
 	if t.output.json() {
 		out := struct {
 			Node    string            `json:"node"`
 			Steps   []engine.StepPlan `json:"steps"`
-			Summary engine.Summary    `json:"summary"`
+			Summary *engine.Summary   `json:"summary,omitempty"`
 			Error   string            `json:"error,omitempty"`
-		}{Node: inst.Describe(), Steps: p.Steps, Summary: p.Summary()}
+		}{Node: inst.Describe(), Steps: p.Steps}
+		if out.Steps == nil {
+			out.Steps = []engine.StepPlan{}
+		}
 		if err != nil {
 			out.Error = err.Error()
+		} else {
+			sum := p.Summary()
+			out.Summary = &sum
 		}
 		if encErr := writeJSON(s.out, out); encErr != nil {
 			return encErr
@@ -170,7 +184,7 @@ func printPlan(ctx context.Context, s *streams, t *target, inst *installer.Insta
 	}
 	fmt.Fprintf(s.out, "Plan for %s\n\n", inst.Describe())
 	if err != nil {
-		fmt.Fprint(s.out, p.Text())
+		fmt.Fprint(s.out, p.FailedText(err))
 		return err
 	}
 	fmt.Fprint(s.out, p.Text())
@@ -203,6 +217,23 @@ func newUninstallCmd(s *streams) *cobra.Command {
 				}
 			}
 			done, err := inst.Uninstall(cmd.Context(), purge)
+			if t.output.json() {
+				// what was removed before a failure is listed too: it is gone
+				out := struct {
+					Removed []string `json:"removed"`
+					Error   string   `json:"error,omitempty"`
+				}{Removed: append([]string{}, done...)}
+				if err != nil {
+					out.Error = err.Error()
+				}
+				if encErr := writeJSON(s.out, out); encErr != nil {
+					return encErr
+				}
+				if err != nil {
+					return &alreadyReported{err}
+				}
+				return nil
+			}
 			for _, d := range done {
 				fmt.Fprintln(s.out, d)
 			}

@@ -77,6 +77,19 @@ func (l *registryLoad) run(ctx context.Context, s *streams, src string) error {
 	if (l.username == "") != (l.passFile == "") {
 		return &usageError{errors.New("--username and --password-file go together")}
 	}
+	if l.to != "" {
+		if err := load.CheckTarget(l.to); err != nil {
+			return &usageError{err}
+		}
+	}
+	var password string
+	if l.passFile != "" {
+		b, err := os.ReadFile(l.passFile)
+		if err != nil {
+			return &usageError{fmt.Errorf("--password-file: %w; give the file that holds the --to registry's password", err)}
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	}
 	r := l.rep.reporter(s, "registry-load")
 	// distribution logs through logrus; every failure comes back as an
 	// error naming the blob, so its lines would only say it twice
@@ -101,14 +114,7 @@ func (l *registryLoad) run(ctx context.Context, s *streams, src string) error {
 	if l.dir != "" {
 		res, err = load.ToStorage(ctx, layoutDir, l.dir, load.Options{Progress: r.Progress})
 	} else {
-		o := load.RemoteOptions{Options: load.Options{Progress: r.Progress}, Username: l.username, CAFile: l.caFile, Insecure: l.skipTLS}
-		if l.passFile != "" {
-			b, rerr := os.ReadFile(l.passFile)
-			if rerr != nil {
-				return fmt.Errorf("--password-file: %w", rerr)
-			}
-			o.Password = strings.TrimRight(string(b), "\r\n")
-		}
+		o := load.RemoteOptions{Options: load.Options{Progress: r.Progress}, Username: l.username, Password: password, CAFile: l.caFile, Insecure: l.skipTLS}
 		where = l.to
 		res, err = load.ToRemote(ctx, layoutDir, l.to, o)
 	}
@@ -121,8 +127,8 @@ func (l *registryLoad) run(ctx context.Context, s *streams, src string) error {
 		return nil
 	}
 	rate := ""
-	if sec := took.Seconds(); sec > 0 {
-		rate = fmt.Sprintf(", %s/s", engine.Bytes(int64(float64(res.Written)/sec)))
+	if r := engine.RateOf(res.Written, took); r > 0 {
+		rate = fmt.Sprintf(", %s/s", engine.Bytes(int64(r)))
 	}
 	r.Logf("loaded %d images into %s: %d blobs, %d already there, %s written in %s%s",
 		res.Images, where, res.Blobs, res.Skipped, engine.Bytes(res.Written), took, rate)

@@ -348,7 +348,7 @@ func TestRegistryLoadRefuses(t *testing.T) {
 		{"plain layout, unverified not allowed", []string{plain, "--pubkey", pub, "--dir", "STORE"}, 2, "--insecure-skip-signature"},
 		{"signed by another key", []string{dir, "--pubkey", other + ".pub", "--dir", "STORE"}, 1, "perch-bundle.json.minisig"},
 		{"a layer changed", []string{tampered, "--pubkey", pub, "--dir", "STORE"}, 1, "images/blobs/sha256/" + ld.Hex},
-		{"bad --to", []string{plain, "--insecure-skip-signature", "--to", "ftp://x"}, 1, "--to"},
+		{"bad --to", []string{plain, "--insecure-skip-signature", "--to", "ftp://x"}, 2, `--to "ftp://x": want https://`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := filepath.Join(t.TempDir(), "registry")

@@ -37,7 +37,26 @@ func newRootCmd(s *streams) *cobra.Command {
 		newVersionCmd(s),
 		newSuperviseCmd(),
 	)
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes a mistyped command bad usage (exit 2):
+// cobra exits 1 for one at the top and prints the help with exit 0 for
+// one under a group such as config. Alone, a group still prints its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &usageError{fmt.Errorf("unknown command %q for %q (see: %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())}
+			}
+			return nil
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
 }
 
 func newVersionCmd(s *streams) *cobra.Command {

@@ -61,7 +61,7 @@ func newStatusCmd(s *streams) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&t.configFile, "config", "c", "", "appliance config file, for the registry settings (default: the defaults)")
-	f.StringVar(&t.root, "root", "/", "the node's files are under this directory (sandboxes, tests)")
+	addRoot(f, &t.root, "the node's files are under this directory (sandboxes, tests)")
 	addOutput(f, &t.output, "")
 	t.flags = f
 	return cmd

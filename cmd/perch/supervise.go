@@ -14,7 +14,7 @@ func newSuperviseCmd() *cobra.Command {
 		Use:    "supervise NAME",
 		Short:  "Run and restart a service installed with --init none",
 		Hidden: true,
-		Args:   cobra.ExactArgs(1),
+		Args:   exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h, err := host.Open(root)
 			if err != nil {
@@ -23,6 +23,6 @@ func newSuperviseCmd() *cobra.Command {
 			return host.Supervise(cmd.Context(), h, args[0])
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "/", "root the service was installed under")
+	addRoot(cmd.Flags(), &root, "root the service was installed under")
 	return cmd
 }

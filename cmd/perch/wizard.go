@@ -38,7 +38,7 @@ func runWizard(ctx context.Context, s *streams, t *target, dryRun bool) error {
 		return errors.New("cancelled; nothing was changed")
 	case dryRun:
 		if res.Plan != nil {
-			fmt.Fprint(s.out, res.Plan.Text())
+			fmt.Fprint(s.out, res.Plan.Text(res.PlanErr))
 		}
 		return res.PlanErr
 	case res.PlanErr != nil:

@@ -208,3 +208,19 @@ func TestNoopRunClosesAFailedJournal(t *testing.T) {
 		t.Errorf("third run: %q", evs[0].Message)
 	}
 }
+
+// A rate over a moment is noise (a cached copy "runs" at TiB/s): none is
+// shown until a second has passed.
+func TestProgressNoRateAtFirst(t *testing.T) {
+	var evs []Event
+	now := time.Unix(0, 0)
+	r := &Reporter{step: "copy", sink: collect(&evs), now: func() time.Time { return now }}
+	r.Progress("k3s", 0, 4<<40)
+	now = now.Add(time.Millisecond)
+	r.Progress("k3s", 4<<40, 4<<40)
+	var buf bytes.Buffer
+	TextPrinter(&buf)(evs[len(evs)-1])
+	if e := evs[len(evs)-1]; e.Rate != 0 || strings.Contains(buf.String(), "/s") {
+		t.Fatalf("rate %v after 1ms: %q", e.Rate, buf.String())
+	}
+}

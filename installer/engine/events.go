@@ -75,13 +75,20 @@ func (r *Reporter) Progress(what string, done, total int64) {
 	}
 	r.last = now
 	ev := Event{Time: now, Type: Progress, Step: r.step, Message: what, Bytes: done, Total: total}
-	if el := now.Sub(r.start).Seconds(); el > 0 {
-		ev.Rate = float64(done) / el
-		if ev.Rate > 0 && total > done {
-			ev.ETA = float64(total-done) / ev.Rate
-		}
+	if ev.Rate = RateOf(done, now.Sub(r.start)); ev.Rate > 0 && total > done {
+		ev.ETA = float64(total-done) / ev.Rate
 	}
 	r.sink(ev)
+}
+
+// RateOf is bytes per second over elapsed, or 0 (no rate to show) before
+// a second has passed: over a moment, a copy from cache or a burst into a
+// buffer reads as TiB/s.
+func RateOf(bytes int64, elapsed time.Duration) float64 {
+	if elapsed < time.Second {
+		return 0
+	}
+	return float64(bytes) / elapsed.Seconds()
 }
 
 // TextPrinter writes events as plain log lines, for non-TTY output and

@@ -25,13 +25,17 @@ func (e *StepError) Error() string { return fmt.Sprintf("step %s: %v", e.Step, e
 func (e *StepError) Unwrap() error { return e.Err }
 
 // MakePlan asks every step what it would change, touching nothing. A step
-// whose plan fails stops planning: later steps depend on it.
+// whose plan fails stops planning: later steps depend on it. Steps and
+// changes are never nil, so JSON shows empty lists, not null.
 func MakePlan(ctx context.Context, steps []Step) (Plan, error) {
-	var p Plan
+	p := Plan{Steps: []StepPlan{}}
 	for _, s := range steps {
 		cs, err := s.Plan(ctx)
 		if err != nil {
 			return p, &StepError{Step: s.Name(), Err: err}
+		}
+		if cs == nil {
+			cs = []Change{}
 		}
 		p.Steps = append(p.Steps, StepPlan{Step: s.Name(), Changes: cs})
 	}

@@ -7,6 +7,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -146,19 +147,10 @@ func (p Plan) Summary() Summary {
 	return s
 }
 
-// Text renders the plan for people; golden files pin its shape.
+// Text renders a complete plan for people; golden files pin its shape.
 func (p Plan) Text() string {
 	var b strings.Builder
-	for _, sp := range p.Steps {
-		if len(sp.Changes) == 0 {
-			fmt.Fprintf(&b, "%s: up to date\n", sp.Step)
-			continue
-		}
-		fmt.Fprintf(&b, "%s:\n", sp.Step)
-		for _, c := range sp.Changes {
-			fmt.Fprintf(&b, "  %s\n", c)
-		}
-	}
+	p.writeSteps(&b)
 	s := p.Summary()
 	if s.Total() == 0 {
 		b.WriteString("\nNo changes: this node matches the config.\n")
@@ -167,6 +159,34 @@ func (p Plan) Text() string {
 			s.Create, s.Update, s.Delete, s.Start, s.Restart)
 	}
 	return b.String()
+}
+
+// FailedText renders a plan that stopped at err: the steps planned before
+// it and no summary, since one would count only those (or say "no
+// changes" of a node nobody could look at).
+func (p Plan) FailedText(err error) string {
+	var b strings.Builder
+	p.writeSteps(&b)
+	var se *StepError
+	if errors.As(err, &se) {
+		fmt.Fprintf(&b, "\nPlan failed in step %s: the steps after it were not planned; nothing was changed.\n", se.Step)
+	} else {
+		b.WriteString("\nPlan failed before its first step; nothing was changed.\n")
+	}
+	return b.String()
+}
+
+func (p Plan) writeSteps(b *strings.Builder) {
+	for _, sp := range p.Steps {
+		if len(sp.Changes) == 0 {
+			fmt.Fprintf(b, "%s: up to date\n", sp.Step)
+			continue
+		}
+		fmt.Fprintf(b, "%s:\n", sp.Step)
+		for _, c := range sp.Changes {
+			fmt.Fprintf(b, "  %s\n", c)
+		}
+	}
 }
 
 func hostChanges(cs []Change) bool {

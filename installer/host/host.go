@@ -82,6 +82,129 @@ func Open(root string) (*Host, error) {
 	return &Host{root: abs, t: r}, nil
 }
 
+// OpenCreating is Open for a root that install makes when it does not
+// exist yet: until the first write the root reads as empty, and only a
+// write creates it (with its parents), so planning on it writes nothing.
+func OpenCreating(root string) (*Host, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("open root %s: %w", root, err)
+	}
+	if _, err := os.Stat(abs); !errors.Is(err, fs.ErrNotExist) {
+		return Open(abs)
+	}
+	return &Host{root: abs, t: &unborn{root: abs}}, nil
+}
+
+// unborn is a root directory that does not exist yet: nothing is in it,
+// and the first write creates it and goes on in the real one.
+type unborn struct {
+	root string
+	t    tree // the real root, once created
+}
+
+func (u *unborn) absent(op, name string) error {
+	return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+}
+
+func (u *unborn) create() (tree, error) {
+	if u.t != nil {
+		return u.t, nil
+	}
+	if err := os.MkdirAll(u.root, 0o755); err != nil {
+		return nil, fmt.Errorf("create root %s: %w", u.root, err)
+	}
+	r, err := os.OpenRoot(u.root)
+	if err != nil {
+		return nil, fmt.Errorf("open root %s: %w", u.root, err)
+	}
+	u.t = r
+	return r, nil
+}
+
+func (u *unborn) Lstat(name string) (fs.FileInfo, error) {
+	if u.t == nil {
+		return nil, u.absent("lstat", name)
+	}
+	return u.t.Lstat(name)
+}
+
+func (u *unborn) Stat(name string) (fs.FileInfo, error) {
+	if u.t == nil {
+		return nil, u.absent("stat", name)
+	}
+	return u.t.Stat(name)
+}
+
+func (u *unborn) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	if u.t == nil && flag&(os.O_CREATE|os.O_WRONLY|os.O_RDWR) == 0 {
+		return nil, u.absent("open", name)
+	}
+	t, err := u.create()
+	if err != nil {
+		return nil, err
+	}
+	return t.OpenFile(name, flag, perm)
+}
+
+func (u *unborn) Mkdir(name string, perm fs.FileMode) error {
+	t, err := u.create()
+	if err != nil {
+		return err
+	}
+	return t.Mkdir(name, perm)
+}
+
+func (u *unborn) Chmod(name string, mode fs.FileMode) error {
+	if u.t == nil {
+		return u.absent("chmod", name)
+	}
+	return u.t.Chmod(name, mode)
+}
+
+func (u *unborn) Rename(oldname, newname string) error {
+	if u.t == nil {
+		return u.absent("rename", oldname)
+	}
+	return u.t.Rename(oldname, newname)
+}
+
+func (u *unborn) Symlink(oldname, newname string) error {
+	t, err := u.create()
+	if err != nil {
+		return err
+	}
+	return t.Symlink(oldname, newname)
+}
+
+func (u *unborn) Readlink(name string) (string, error) {
+	if u.t == nil {
+		return "", u.absent("readlink", name)
+	}
+	return u.t.Readlink(name)
+}
+
+func (u *unborn) Remove(name string) error {
+	if u.t == nil {
+		return u.absent("remove", name)
+	}
+	return u.t.Remove(name)
+}
+
+func (u *unborn) RemoveAll(name string) error {
+	if u.t == nil {
+		return nil
+	}
+	return u.t.RemoveAll(name)
+}
+
+func (u *unborn) Close() error {
+	if u.t == nil {
+		return nil
+	}
+	return u.t.Close()
+}
+
 // Close releases the root directory's file descriptor.
 func (h *Host) Close() error { return h.t.Close() }
 

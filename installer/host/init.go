@@ -55,6 +55,15 @@ const (
 	InitNone    = "none"
 )
 
+// CheckInit says whether kind is an init system --init takes.
+func CheckInit(kind string) error {
+	switch kind {
+	case InitAuto, InitSystemd, InitOpenRC, InitNone:
+		return nil
+	}
+	return errors.New("must be auto, systemd, openrc or none")
+}
+
 // NewInit picks the init system for kind (auto, systemd, openrc or none).
 // auto chooses systemd or OpenRC only when h is the whole machine, because
 // their services run on this machine and would not see a --root sandbox;

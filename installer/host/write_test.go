@@ -493,3 +493,40 @@ func statT(t *testing.T, path string) fs.FileInfo {
 	}
 	return fi
 }
+
+// A root install will create is read as empty until the first write: plan
+// on it writes nothing, not even the root.
+func TestOpenCreating(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "new", "root")
+	h, err := OpenCreating(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, err := h.ReadFile("/etc/perch/x"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("read in a missing root: %v, want not exist", err)
+	}
+	if _, err := h.Stat("/etc"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stat in a missing root: %v, want not exist", err)
+	}
+	if removed, err := h.Remove("/etc/perch/x"); removed || err != nil {
+		t.Fatalf("remove in a missing root: %v %v", removed, err)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("reading created the root: %v", err)
+	}
+	if _, err := h.WriteFile("/etc/perch/x", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "etc/perch/x")); err != nil || string(b) != "x" {
+		t.Fatalf("after the first write: %q %v", b, err)
+	}
+	if _, err := h.Symlink("x", "/etc/perch/y"); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := OpenCreating(file); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("OpenCreating of a file: got %v, want 'not a directory'", err)
+	}
+}

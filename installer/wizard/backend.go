@@ -78,7 +78,11 @@ type PlanResult struct {
 }
 
 // Text is exactly what `perch install --dry-run --config F` prints for the
-// same config, so the wizard's plan can be compared with the file's.
-func (p *PlanResult) Text() string {
+// same config, so the wizard's plan can be compared with the file's; err
+// is why the plan stopped, nil when it was made.
+func (p *PlanResult) Text(err error) string {
+	if err != nil {
+		return "Plan for " + p.Node + "\n\n" + p.Plan.FailedText(err)
+	}
 	return "Plan for " + p.Node + "\n\n" + p.Plan.Text()
 }

@@ -286,7 +286,7 @@ func (m *Model) planLines() []string {
 	if in.plan == nil {
 		return out
 	}
-	for _, l := range strings.Split(strings.TrimSuffix(in.plan.Text(), "\n"), "\n") {
+	for _, l := range strings.Split(strings.TrimSuffix(in.plan.Text(in.planErr), "\n"), "\n") {
 		indent := len(l) - len(strings.TrimLeft(l, " "))
 		ws := wrap(strings.TrimLeft(l, " "), m.w-indent-4)
 		for i, w := range ws {

@@ -6,6 +6,8 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/ansi"
+
+	"github.com/perchedge/perch/installer/config"
 )
 
 func (m *Model) focusReview() {
@@ -16,20 +18,33 @@ func (m *Model) focusReview() {
 	}
 }
 
-// reviewYAML is the file as it will be saved, and the same text with the
-// token masked for the screen.
+// reviewMask stands for the join token on the screen. YAML needs no quotes
+// around it, so the line reads as the file's does.
+const reviewMask = "(hidden, saved in the file)"
+
+// reviewYAML is the file as it will be saved, and the text for the screen:
+// the same config with its secrets masked, rendered the same way. Masking
+// the rendered text instead misses every value YAML quotes or escapes.
 func (m *Model) reviewYAML() (file, shown string, err error) {
 	c := m.config()
 	b, err := MarshalYAML(c)
 	if err != nil {
 		return "", "", err
 	}
-	file = string(b)
-	shown = file
+	masked := c
 	if c.Node.Token != "" {
-		shown = strings.Replace(shown, "token: "+string(c.Node.Token), "token: ******** (saved in the file)", 1)
+		masked.Node.Token = reviewMask
 	}
-	return file, shown, nil
+	masked.Pipeline.Streams = nil
+	for _, s := range c.Pipeline.Streams {
+		s.URL = config.RedactURL(s.URL)
+		masked.Pipeline.Streams = append(masked.Pipeline.Streams, s)
+	}
+	sb, err := MarshalYAML(masked)
+	if err != nil {
+		return "", "", err
+	}
+	return string(b), string(sb), nil
 }
 
 func (m *Model) yamlRoom() int { return max(m.bodyHeight()-8, 3) }

@@ -427,7 +427,7 @@ func TestPlanDryRun(t *testing.T) {
 	d.press("enter") // focus moved to Show plan
 	d.waitFor("nothing was changed")
 	m := d.golden()
-	if m.res.Plan == nil || !strings.Contains(m.res.Plan.Text(), "Plan for node edge-07") {
+	if m.res.Plan == nil || !strings.Contains(m.res.Plan.Text(nil), "Plan for node edge-07") {
 		t.Errorf("the result lacks the plan shown: %+v", m.res.Plan)
 	}
 }
