@@ -200,6 +200,10 @@ func TestExitCodes(t *testing.T) {
 		{"empty root: install", []string{"install", "--config", cfg, "--root=", "--dry-run"}, 2, `for "--root" flag: is empty`},
 		{"empty root: uninstall", []string{"uninstall", "--root", "", "--yes"}, 2, `for "--root" flag: is empty`},
 		{"empty root: status", []string{"status", "--root", ""}, 2, `for "--root" flag: is empty`},
+		// one config, said once: the last of two must not silently win
+		{"config twice", []string{"plan", "-c", cfg, "-c", missing, "--root", root}, 2, `for "-c, --config" flag: is given twice`},
+		{"config twice: status", []string{"status", "--config", cfg, "--config", cfg}, 2, "is given twice"},
+		{"empty config", []string{"plan", "--config", "", "--root", root}, 2, `for "-c, --config" flag: is empty`},
 		{"missing --pubkey", []string{"bundle", "verify", missing, "--pubkey", missing}, 2, "pass the .pub file"},
 		{"missing --password-file", []string{"registry", "load", missing, "--to", "https://registry.example", "--username", "u", "--password-file", missing}, 2, "--password-file"},
 		{"invalid config", []string{"plan", "--config", "testdata/broken.yaml"}, 2, "node.serverURL: required when node.role is agent"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/spf13/pflag"
 
@@ -52,4 +53,21 @@ func addInit(fs *pflag.FlagSet, p *string) {
 	*p = host.InitAuto
 	fs.Var(checked{p, "auto|systemd|openrc|none", host.CheckInit}, "init",
 		"init system: auto, systemd, openrc or none (perch supervises k3s itself)")
+}
+
+// addConfig binds --config (-c) to p. Given twice it is refused rather
+// than the last one silently winning, and empty, like --root, it is what
+// an unset variable passes.
+func addConfig(fs *pflag.FlagSet, p *string, usage string) {
+	given := false
+	fs.VarP(checked{p, "FILE", func(v string) error {
+		switch {
+		case given:
+			return fmt.Errorf("is given twice (%s, then %s); give one config file", *p, v)
+		case v == "":
+			return errors.New("is empty; name the appliance config file, or - for stdin")
+		}
+		given = true
+		return nil
+	}}, "config", "c", usage)
 }

@@ -27,7 +27,7 @@ type target struct {
 }
 
 func (t *target) bind(fs *pflag.FlagSet, withConfigFlags bool) {
-	fs.StringVarP(&t.configFile, "config", "c", "", "appliance config file (YAML, TOML or JSON; - for stdin)")
+	addConfig(fs, &t.configFile, "appliance config file (YAML, TOML or JSON; - for stdin)")
 	addRoot(fs, &t.root, "install under this directory instead of / (sandboxes, tests)")
 	addInit(fs, &t.init)
 	addOutput(fs, &t.output, "events")

@@ -66,7 +66,7 @@ func newManifestsRenderCmd(s *streams) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&configFile, "config", "c", "", "appliance config file (YAML, TOML or JSON; - for stdin)")
+	addConfig(cmd.Flags(), &configFile, "appliance config file (YAML, TOML or JSON; - for stdin)")
 	cmd.Flags().StringVar(&out, "out", "", "directory to write server/manifests and server/static/charts under")
 	cmd.Flags().IntVar(&gpus, "gpus", 0, "render for a node with this many GPUs instead of reading this machine's")
 	config.AddFlags(cmd.Flags())

@@ -60,7 +60,7 @@ func newStatusCmd(s *streams) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&t.configFile, "config", "c", "", "appliance config file, for the registry settings (default: the defaults)")
+	addConfig(f, &t.configFile, "appliance config file, for the registry settings (default: the defaults)")
 	addRoot(f, &t.root, "the node's files are under this directory (sandboxes, tests)")
 	addOutput(f, &t.output, "")
 	t.flags = f
