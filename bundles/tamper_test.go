@@ -314,6 +314,32 @@ func TestTamperedBundlesAreRejected(t *testing.T) {
 			expectRejected(t, res.Paths[0], filepath.Base(res.Paths[missing]), &f.pub)
 		})
 	}
+	// a part damaged on the way to the site is named, with what is wrong
+	// with it, before the decoder can blame another one in its own words
+	for _, c := range []struct {
+		name string
+		edit func(parts []string)
+		part int
+		want string
+	}{
+		{"middle part empty", func(p []string) { must(t, os.Truncate(p[1], 0)) }, 1, "is empty"},
+		{"last part empty", func(p []string) { must(t, os.Truncate(p[2], 0)) }, 2, "is empty"},
+		{"middle part cut short", func(p []string) { must(t, os.Truncate(p[1], 1000)) }, 1, "cut short"},
+		{"first two swapped", func(p []string) { swapFiles(t, p[0], p[1]) }, 0, "does not start a bundle"},
+		{"last two swapped", func(p []string) { swapFiles(t, p[1], p[2]) }, 1, "renamed out of order"},
+	} {
+		t.Run("split/"+c.name, func(t *testing.T) {
+			res := f.build(t, filepath.Join(t.TempDir(), "s.tar.zst"), 1<<20)
+			if len(res.Paths) != 3 {
+				t.Fatalf("want 3 parts, got %v", res.Paths)
+			}
+			c.edit(res.Paths)
+			err := expectRejected(t, res.Paths[0], filepath.Base(res.Paths[c.part]), &f.pub)
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want it to say %q", err, c.want)
+			}
+		})
+	}
 	t.Run("unsigned without --insecure-skip-signature", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "u")
 		if _, err := Build(context.Background(), f.spec, BuildOptions{Out: out, Pwd: f.dir}); err != nil {
@@ -328,7 +354,7 @@ func TestTamperedBundlesAreRejected(t *testing.T) {
 
 // expectRejected opens src into a staging directory and checks that it is
 // refused, that the error names file, and that nothing is left behind.
-func expectRejected(t *testing.T, src, file string, pub *minisign.PublicKey) {
+func expectRejected(t *testing.T, src, file string, pub *minisign.PublicKey) error {
 	t.Helper()
 	parent := t.TempDir()
 	staging := filepath.Join(parent, "staging")
@@ -347,6 +373,7 @@ func expectRejected(t *testing.T, src, file string, pub *minisign.PublicKey) {
 		t.Errorf("rejected bundle left %v in the staging parent", entries)
 	}
 	t.Log(err)
+	return err
 }
 
 func insert(es []tarEntry, e tarEntry) []tarEntry {
@@ -452,4 +479,12 @@ func TestTrailingDataIsRejected(t *testing.T) {
 			}
 		})
 	}
+}
+
+func swapFiles(t *testing.T, a, b string) {
+	t.Helper()
+	tmp := a + ".swap"
+	must(t, os.Rename(a, tmp))
+	must(t, os.Rename(b, a))
+	must(t, os.Rename(tmp, b))
 }

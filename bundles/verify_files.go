@@ -137,7 +137,7 @@ func (v *verifier) copy(e *entry, f File, progress func(int64)) error {
 		return v.reject(e.name, "the archive ends early in %s (cut off, or a split part missing)", v.s.where())
 	}
 	if err != nil {
-		return v.reject(e.name, "read: %v", err)
+		return v.reject(e.name, "read in %s: %v: the data there is damaged, or split parts are out of order; copy the bundle again", v.s.where(), err)
 	}
 	if n != f.Size {
 		return v.reject(e.name, "is %d bytes, the manifest says %d: truncated or changed while read", n, f.Size)
