@@ -89,9 +89,16 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 // LoadPrivateKey reads a signing key, decrypting it with $PERCH_BUNDLE_KEY_PASSWORD
 // when minisign encrypted it.
 func LoadPrivateKey(path string) (minisign.PrivateKey, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readSmall(path, 64<<10)
 	if err != nil {
 		return minisign.PrivateKey{}, fmt.Errorf("signing key: %w", err)
+	}
+	// checked before the mode: a public key is world-readable by design,
+	// and "chmod 600 it" would send its owner the wrong way
+	var pub minisign.PublicKey
+	if pub.UnmarshalText(bytes.TrimSpace(raw)) == nil || isPublicKeyFile(raw) {
+		return minisign.PrivateKey{}, fmt.Errorf("signing key %s is a public key, which only verifies; sign with the secret key perch bundle keygen wrote beside it (%s)",
+			path, strings.TrimSuffix(path, ".pub")+".key")
 	}
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		return minisign.PrivateKey{}, fmt.Errorf("signing key %s is readable by others (mode %04o); chmod 600 it", path, fi.Mode().Perm())
@@ -164,4 +171,32 @@ func TrustedComment(sig []byte) string {
 		return ""
 	}
 	return strings.TrimSpace(s.TrustedComment)
+}
+
+// isPublicKeyFile is minisign's .pub layout: a comment line, then the key.
+func isPublicKeyFile(raw []byte) bool {
+	var pub minisign.PublicKey
+	_, rest, ok := bytes.Cut(raw, []byte("\n"))
+	return ok && pub.UnmarshalText(bytes.TrimSpace(rest)) == nil
+}
+
+// readSmall reads a regular file of at most max bytes.
+func readSmall(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(raw)) > max {
+		err = fmt.Errorf("%s is larger than %d KiB, too large for a key", path, max>>10)
+	}
+	return raw, err
 }

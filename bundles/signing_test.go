@@ -124,3 +124,22 @@ func TestLooseKeyModeRefused(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestPublicKeyGivenToSign: the .pub where the .key belongs is named for
+// what it is, with the file to use instead, not sent to chmod.
+func TestPublicKeyGivenToSign(t *testing.T) {
+	pub, key, err := GenerateKey(filepath.Join(t.TempDir(), "site"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadPrivateKey(pub)
+	if err == nil || !strings.Contains(err.Error(), "is a public key") || !strings.Contains(err.Error(), key) || strings.Contains(err.Error(), "chmod") {
+		t.Fatalf("got %v, want it to say the file is the public key and name %s", err, key)
+	}
+	if _, err := LoadPrivateKey("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/zero as a key: got %v", err)
+	}
+}
