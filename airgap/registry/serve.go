@@ -206,6 +206,9 @@ func appConfig(c Config, v *verifier) *configuration.Configuration {
 	// itself rather than starting distribution's debug server.
 	cfg.HTTP.Debug.Prometheus.Enabled = true
 	cfg.Log.AccessLog.Disabled = true
+	// distribution's default applies only to a parsed config file; left
+	// at 0, /v2/_catalog lists nothing and refuses every ?n=
+	cfg.Catalog.MaxEntries = 1000
 	if c.Htpasswd != "" {
 		cfg.Auth = configuration.Auth{"htpasswd": {"realm": "perch-registry", "path": c.Htpasswd}}
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +88,31 @@ func TestServe(t *testing.T) {
 		for _, im := range images {
 			if err := remote.Write(ref(srv, im), im.img, remote.WithAuth(creds), remote.WithTransport(tr)); err != nil {
 				t.Fatalf("push %s: %v", im.repo, err)
+			}
+		}
+	})
+
+	// what an operator runs first to see what the appliance holds
+	t.Run("catalog lists every pushed repository", func(t *testing.T) {
+		for _, q := range []string{"", "?n=100"} {
+			req, _ := http.NewRequest("GET", srv.url+"/v2/_catalog"+q, nil)
+			req.SetBasicAuth("perch", password)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cat struct{ Repositories []string }
+			err = json.NewDecoder(resp.Body).Decode(&cat)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || err != nil {
+				t.Fatalf("/v2/_catalog%s: %d, %v", q, resp.StatusCode, err)
+			}
+			for _, im := range images {
+				repo, _, _ := strings.Cut(im.repo, ":")
+				repo, _, _ = strings.Cut(repo, "@")
+				if !slices.Contains(cat.Repositories, repo) {
+					t.Errorf("/v2/_catalog%s = %v, lacks %s", q, cat.Repositories, repo)
+				}
 			}
 		}
 	})
