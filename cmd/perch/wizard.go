@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/perchedge/perch/installer/config"
@@ -23,7 +24,14 @@ func runWizard(ctx context.Context, s *streams, t *target, dryRun bool) error {
 	// PERCH_* variables and flags fill the wizard's fields in; whatever they
 	// leave missing or wrong is asked for and validated there.
 	var inv *config.InvalidError
-	if start, err := config.Load(config.Source{Flags: t.flags}); err == nil || errors.As(err, &inv) {
+	start, err := config.Load(config.Source{Flags: t.flags})
+	if errors.As(err, &inv) {
+		if bad := wizard.Unfixable(inv.Errs); len(bad) > 0 {
+			return &usageError{fmt.Errorf("the wizard has no screen for these values; fix or unset what they came from, then start it again:\n  %s",
+				strings.ReplaceAll(bad.Error(), "\n", "\n  "))}
+		}
+	}
+	if err == nil || inv != nil {
 		o.Start = &start
 	}
 	res, err := wizard.Run(ctx, s.in, s.out, o)

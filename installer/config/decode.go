@@ -31,10 +31,8 @@ type decoder struct {
 }
 
 func (d *decoder) fail(path, format string, args ...any) {
-	if o, ok := d.origins[path]; ok {
-		path += " (from " + o + ")"
-	}
 	d.errs.add(path, format, args...)
+	d.errs[len(d.errs)-1].From = d.origins[path]
 }
 
 func (d *decoder) decodeStruct(path string, in any, out reflect.Value) {

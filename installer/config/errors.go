@@ -12,9 +12,17 @@ import (
 type FieldError struct {
 	Path string // node.serverURL, k3s.extraArgs[2]
 	Msg  string
+	// From names where a value not from the file came from
+	// (PERCH_NODE_ROLE, --role), since that is where it is fixed.
+	From string
 }
 
-func (e FieldError) Error() string { return e.Path + ": " + e.Msg }
+func (e FieldError) Error() string {
+	if e.From != "" {
+		return e.Path + " (from " + e.From + "): " + e.Msg
+	}
+	return e.Path + ": " + e.Msg
+}
 
 // FieldErrors reports every problem of a config at once, in key order.
 type FieldErrors []FieldError

@@ -122,12 +122,12 @@ func decodeAppliance(raw map[string]any, origins map[string]string) (Appliance, 
 	// that failed to decode kept its default and is not judged again.
 	failed := map[string]bool{}
 	for _, e := range d.errs {
-		p, _, _ := strings.Cut(e.Path, " (from ")
-		failed[p] = true
+		failed[e.Path] = true
 	}
 	errs := d.errs
 	for _, e := range Validate(&cfg) {
 		if !failed[e.Path] {
+			e.From = origins[e.Path]
 			errs = append(errs, e)
 		}
 	}

@@ -444,6 +444,28 @@ var owners = map[screen][]string{
 	scrReview:     {""},
 }
 
+// Unfixable are the problems the wizard could never clear: values set by
+// PERCH_* variables or flags at keys no screen edits. Starting anyway would
+// leave a person on a review screen they cannot get past, not told why.
+func Unfixable(errs config.FieldErrors) config.FieldErrors {
+	var out config.FieldErrors
+	for _, e := range errs {
+		if e.From == "" {
+			continue
+		}
+		edited := false
+		for s, prefixes := range owners {
+			for _, p := range prefixes {
+				edited = edited || s != scrReview && strings.HasPrefix(e.Path, p)
+			}
+		}
+		if !edited {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // validate is the config file's validator plus what only the wizard can
 // get wrong, limited to the keys screen s owns.
 func (m *Model) validate(s screen) config.FieldErrors {
