@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"aead.dev/minisign"
@@ -180,9 +181,10 @@ func isPublicKeyFile(raw []byte) bool {
 	return ok && pub.UnmarshalText(bytes.TrimSpace(rest)) == nil
 }
 
-// readSmall reads a regular file of at most max bytes.
+// readSmall reads a regular file of at most max bytes. The open does not
+// block, so a FIFO given as a key or a spec cannot hang the build.
 func readSmall(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func minisignCLI(t *testing.T) string {
@@ -141,5 +143,23 @@ func TestPublicKeyGivenToSign(t *testing.T) {
 	}
 	if _, err := LoadPrivateKey("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("/dev/zero as a key: got %v", err)
+	}
+}
+
+// TestSpecFIFORefused: a FIFO given as --spec is refused, not waited on.
+func TestSpecFIFORefused(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "bundle.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := LoadSpec(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("got %v, want a FIFO refused as not a regular file", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("LoadSpec of a FIFO still blocked after 5s")
 	}
 }

@@ -3,7 +3,6 @@ package bundles
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -89,12 +88,7 @@ func versionProblem(v string) string {
 // LoadSpec reads a BundleSpec file. Relative local sources in it are
 // relative to the file's directory.
 func LoadSpec(file string) (*Spec, error) {
-	fh, err := os.Open(file)
-	if err != nil {
-		return nil, invalid("bundle spec: %w", err)
-	}
-	defer fh.Close()
-	raw, err := io.ReadAll(io.LimitReader(fh, maxSpecSize+1))
+	raw, err := readSmall(file, maxSpecSize)
 	if err != nil {
 		return nil, invalid("bundle spec: %w", err)
 	}
