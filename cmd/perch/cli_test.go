@@ -42,7 +42,8 @@ func golden(t *testing.T, name, got string) {
 }
 
 // fixture writes a config whose k3s binary is a small stand-in, enough for
-// planning: plan runs `k3s --version` and hashes the file, nothing more.
+// planning: plan reads the version from its bytes and hashes the file, and
+// never runs it.
 func fixture(t *testing.T) (cfg, root string) {
 	t.Helper()
 	dir := t.TempDir()
