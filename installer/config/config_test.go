@@ -2,10 +2,13 @@ package config
 
 import (
 	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -448,6 +451,7 @@ func TestParseOneRuleEveryFormat(t *testing.T) {
 		{"YAML duplicate", "yaml", []byte("node: {role: server}\nnode: {role: agent}\n"), "already defined"},
 		{"TOML duplicate", "toml", []byte("[node]\nrole = 'server'\nrole = 'agent'\n"), "already"},
 		{"JSON duplicate", "json", []byte(`{"node": {"role": "server", "role": "agent"}}`), "already defined"},
+		{"YAML second document", "yaml", []byte("node: {role: server}\n---\nnode: {role: agent}\n"), "a file holds one config"},
 		{"JSON trailing data", "json", []byte(`{"node": {}} {"k3s": {}}`), "data after the end of the document"},
 		{"TOML nested arrays", "toml", deep("[", "]"), "nested more than 32 levels"},
 		{"JSON nested arrays", "json", append(append([]byte(`{"a": `), deep("[", "]")[4:]...), '}'), "nested more than 32 levels"},
@@ -540,5 +544,45 @@ func fuzzLoad(t *testing.T, data []byte, format string) {
 		if errs := Validate(&cfg); len(errs) > 0 {
 			t.Fatalf("loaded config fails validation: %v", errs)
 		}
+	}
+}
+
+// TestEveryPerchVariableKnown keeps OtherEnv in step with the repository:
+// a PERCH_* name used anywhere that is neither a key's variable nor listed
+// would make every command refuse the environment it runs in.
+func TestEveryPerchVariableKnown(t *testing.T) {
+	known := map[string]bool{}
+	for _, k := range Keys() {
+		known[k.Env] = true
+	}
+	for _, v := range OtherEnv {
+		known[v] = true
+	}
+	name := regexp.MustCompile(`PERCH_[A-Z0-9_]*[A-Z0-9]`)
+	err := filepath.WalkDir("../..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() && (d.Name() == ".git" || d.Name() == "bin") {
+			return err
+		}
+		// tests plant wrong names on purpose, and this package names the
+		// rules themselves
+		if d.IsDir() || strings.HasSuffix(p, "_test.go") || filepath.Dir(p) == filepath.Join("..", "..", "installer", "config") {
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") && !strings.HasPrefix(filepath.ToSlash(p), "../../scripts/") && filepath.Base(p) != "Makefile" {
+			return nil
+		}
+		body, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, v := range name.FindAllString(string(body), -1) {
+			if !known[v] && !slices.ContainsFunc(otherEnvPrefixes, func(pre string) bool { return strings.HasPrefix(v, pre) }) {
+				t.Errorf("%s: %s is neither a config key's variable nor in OtherEnv; Load would refuse it", p, v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

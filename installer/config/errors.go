@@ -67,11 +67,13 @@ func clipQuoted(format string, args []any) {
 }
 
 // clip shortens a value a message echoes and says how long it was.
-func clip(s string) string {
-	if len(s) <= maxEcho {
+func clip(s string) string { return clipTo(s, maxEcho) }
+
+func clipTo(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	cut := maxEcho
+	cut := n
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

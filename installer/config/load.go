@@ -246,7 +246,7 @@ func Parse(data []byte, format string) (map[string]any, error) {
 			}
 		}
 	default:
-		err = yaml.Unmarshal(data, &v)
+		v, err = decodeYAML(data)
 		if err == nil && v == nil {
 			return map[string]any{}, nil
 		}
@@ -265,6 +265,21 @@ func Parse(data []byte, format string) (map[string]any, error) {
 	return m, nil
 }
 
+// decodeYAML reads the one document of a file: a second one (after ---)
+// would be ignored, as JSON's trailing data would.
+func decodeYAML(data []byte) (any, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var v any
+	if err := dec.Decode(&v); err != nil && err != io.EOF {
+		return nil, err
+	}
+	var more any
+	if err := dec.Decode(&more); err != io.EOF {
+		return nil, errors.New("more follows the config (a --- document); a file holds one config")
+	}
+	return v, nil
+}
+
 // yamlMessage keeps the parser's line and reason but not the values it
 // quotes ("cannot unmarshal !!str `s3cret`").
 func yamlMessage(err error) string {
@@ -272,7 +287,7 @@ func yamlMessage(err error) string {
 	if i := strings.IndexByte(msg, '`'); i >= 0 {
 		msg = msg[:i] + "(value not shown)"
 	}
-	return clip(msg)
+	return clipTo(msg, 256)
 }
 
 // kindOf says what a value is without showing it.

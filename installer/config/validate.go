@@ -140,7 +140,7 @@ func validateNode(c *Appliance, es *FieldErrors) {
 		es.add("node.token", "node.token and node.tokenFile are both set; keep one")
 	}
 	if joining && n.Token == "" && n.TokenFile == "" {
-		es.add("node.token", "required to join %s; set node.token or node.tokenFile to the token of the first server (/var/lib/rancher/k3s/server/token there)", n.ServerURL)
+		es.add("node.token", "required to join %s; set node.token or node.tokenFile to the token of the first server (/var/lib/rancher/k3s/server/token there)", RedactURL(n.ServerURL))
 	}
 	if n.Token != "" && strings.ContainsAny(string(n.Token), " \t\n") {
 		es.add("node.token", "must not contain whitespace")
