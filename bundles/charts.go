@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -129,7 +130,7 @@ func copyFile(src, dst string) error {
 }
 
 // ChartImages renders a chart with its default values, as helm install
-// would, and returns every container image the result references.
+// would, and returns every image the result references (collectImages).
 func ChartImages(ch *chart.Chart) ([]string, error) {
 	vals := map[string]any{}
 	if err := chartutil.ProcessDependenciesWithMerge(ch, vals); err != nil {
@@ -160,7 +161,7 @@ func ChartImages(ch *chart.Chart) ([]string, error) {
 			if err != nil {
 				return nil, fmt.Errorf("render: %s: %w", name, err)
 			}
-			collectImages(doc, false, set)
+			collectImages(doc, set)
 		}
 	}
 	out := make([]string, 0, len(set))
@@ -171,23 +172,52 @@ func ChartImages(ch *chart.Chart) ([]string, error) {
 	return out, nil
 }
 
-// collectImages finds "image" in anything that is a container: an element
-// of containers, initContainers or ephemeralContainers, at any depth, so
-// Deployments, CronJobs and custom resources that embed pod specs all count.
-func collectImages(v any, inContainers bool, set map[string]bool) {
-	switch t := v.(type) {
-	case map[string]any:
-		if inContainers {
-			if im, ok := t["image"].(string); ok && im != "" {
-				set[im] = true
+// collectImages finds every image a rendered object names: a field called
+// image anywhere (containers at any depth, and custom resources such as an
+// operator's Prometheus, whose spec.image no container spec shows), and
+// references in args, command and env values (an operator's
+// --prometheus-config-reloader=IMAGE). ConfigMaps and Secrets hold data,
+// not fields, and are not read.
+func collectImages(doc any, set map[string]bool) {
+	if m, ok := doc.(map[string]any); ok && (m["kind"] == "ConfigMap" || m["kind"] == "Secret") {
+		return
+	}
+	var walk func(v any, key string)
+	walk = func(v any, key string) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, child := range t {
+				walk(child, k)
+			}
+		case []any:
+			for _, child := range t {
+				walk(child, key)
+			}
+		case string:
+			switch key {
+			case "image":
+				if t != "" && !strings.ContainsAny(t, " \t\n{}") {
+					set[t] = true
+				}
+			case "args", "command", "value":
+				if ref := argImage(t); ref != "" {
+					set[ref] = true
+				}
 			}
 		}
-		for k, child := range t {
-			collectImages(child, k == "containers" || k == "initContainers" || k == "ephemeralContainers", set)
-		}
-	case []any:
-		for _, child := range t {
-			collectImages(child, inContainers, set)
-		}
 	}
+	walk(doc, "")
+}
+
+// imageArg is a whole reference with its registry host, path and tag or
+// digest, alone or as a flag's value: strict enough that durations, paths
+// and addresses in args (15d, /etc/x.yml, :9090) never match.
+var imageArg = regexp.MustCompile(`^(?:--?[A-Za-z0-9][A-Za-z0-9._-]*=)?((?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+)(?::[0-9]+)?/[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?)$`)
+
+func argImage(s string) string {
+	m := imageArg.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil || !strings.ContainsAny(m[1][strings.LastIndex(m[1], "/"):], ":@") {
+		return ""
+	}
+	return m[1]
 }
