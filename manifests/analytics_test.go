@@ -569,9 +569,17 @@ func checkWorkers(t *testing.T, docs []doc, gc goldenCase) {
 		pod := dep.Spec.Template.Spec
 		ctr := pod.Containers[0]
 		gpuLimit, hasGPU := ctr.Resources.Limits["nvidia.com/gpu"]
+		// a surge pod would decode the same cameras beside the old one,
+		// and on a GPU never gets the share its predecessor holds
+		if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+			t.Errorf("%s: strategy %q, want Recreate", dep.Name, dep.Spec.Strategy.Type)
+		}
 		if gc.gpu {
-			if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-				t.Errorf("%s: strategy %q, want Recreate (a surge pod never gets the GPU)", dep.Name, dep.Spec.Strategy.Type)
+			tolerates := slices.ContainsFunc(pod.Tolerations, func(tl corev1.Toleration) bool {
+				return tl.Key == "nvidia.com/gpu" && tl.Operator == corev1.TolerationOpExists && tl.Effect == corev1.TaintEffectNoSchedule
+			})
+			if !tolerates {
+				t.Errorf("%s: tolerations %v lack nvidia.com/gpu, which GPU-only nodes are tainted with", dep.Name, pod.Tolerations)
 			}
 			if pod.RuntimeClassName == nil || *pod.RuntimeClassName != "nvidia" {
 				t.Errorf("%s: runtimeClassName %v, want nvidia", dep.Name, pod.RuntimeClassName)
@@ -589,7 +597,7 @@ func checkWorkers(t *testing.T, docs []doc, gc goldenCase) {
 				t.Errorf("%s: image %s, want the DeepStream profile", dep.Name, ctr.Image)
 			}
 		} else {
-			if hasGPU || pod.RuntimeClassName != nil || len(pod.NodeSelector) != 0 {
+			if hasGPU || pod.RuntimeClassName != nil || len(pod.NodeSelector) != 0 || len(pod.Tolerations) != 0 {
 				t.Errorf("%s: CPU-only worker asks for a GPU: limits %v, runtimeClassName %v, nodeSelector %v",
 					dep.Name, ctr.Resources.Limits, pod.RuntimeClassName, pod.NodeSelector)
 			}
