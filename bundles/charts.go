@@ -212,12 +212,14 @@ func collectImages(doc any, set map[string]bool) {
 // imageArg is a whole reference with its registry host, path and tag or
 // digest, alone or as a flag's value: strict enough that durations, paths
 // and addresses in args (15d, /etc/x.yml, :9090) never match.
-var imageArg = regexp.MustCompile(`^(?:--?[A-Za-z0-9][A-Za-z0-9._-]*=)?((?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+)(?::[0-9]+)?/[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?)$`)
+var imageArg = regexp.MustCompile(`^(?:--?[A-Za-z0-9][A-Za-z0-9._-]*=)?` +
+	`((?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+)(?::[0-9]+)?` + // registry host
+	`/[a-z0-9]+(?:[._/-][a-z0-9]+)*` + // repository path
+	`(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(?:@sha256:[a-f0-9]{64})?|@sha256:[a-f0-9]{64}))$`) // tag, digest or both
 
 func argImage(s string) string {
-	m := imageArg.FindStringSubmatch(strings.TrimSpace(s))
-	if m == nil || !strings.ContainsAny(m[1][strings.LastIndex(m[1], "/"):], ":@") {
-		return ""
+	if m := imageArg.FindStringSubmatch(strings.TrimSpace(s)); m != nil {
+		return m[1]
 	}
-	return m[1]
+	return ""
 }

@@ -90,14 +90,13 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 // LoadPrivateKey reads a signing key, decrypting it with $PERCH_BUNDLE_KEY_PASSWORD
 // when minisign encrypted it.
 func LoadPrivateKey(path string) (minisign.PrivateKey, error) {
-	raw, err := readSmall(path, 64<<10)
+	raw, err := readSmall(path, maxKeySize)
 	if err != nil {
 		return minisign.PrivateKey{}, fmt.Errorf("signing key: %w", err)
 	}
 	// checked before the mode: a public key is world-readable by design,
 	// and "chmod 600 it" would send its owner the wrong way
-	var pub minisign.PublicKey
-	if pub.UnmarshalText(bytes.TrimSpace(raw)) == nil || isPublicKeyFile(raw) {
+	if _, ok := parsePublicKey(raw); ok {
 		return minisign.PrivateKey{}, fmt.Errorf("signing key %s is a public key, which only verifies; sign with the secret key perch bundle keygen wrote beside it (%s)",
 			path, strings.TrimSuffix(path, ".pub")+".key")
 	}
@@ -123,9 +122,13 @@ func LoadPrivateKey(path string) (minisign.PrivateKey, error) {
 
 // LoadPublicKey reads a public key file (NAME.pub or minisign.pub).
 func LoadPublicKey(path string) (minisign.PublicKey, error) {
-	k, err := minisign.PublicKeyFromFile(path)
+	raw, err := readSmall(path, maxKeySize)
 	if err != nil {
-		return k, fmt.Errorf("public key %s: %w; pass the .pub file made by perch bundle keygen", path, err)
+		return minisign.PublicKey{}, fmt.Errorf("public key: %w; pass the .pub file made by perch bundle keygen", err)
+	}
+	k, ok := parsePublicKey(raw)
+	if !ok {
+		return k, fmt.Errorf("public key %s is not a minisign public key; pass the .pub file made by perch bundle keygen", path)
 	}
 	return k, nil
 }
@@ -174,15 +177,22 @@ func TrustedComment(sig []byte) string {
 	return strings.TrimSpace(s.TrustedComment)
 }
 
-// isPublicKeyFile is minisign's .pub layout: a comment line, then the key.
-func isPublicKeyFile(raw []byte) bool {
+// maxKeySize bounds a key file: minisign's are under 1 KiB.
+const maxKeySize = 64 << 10
+
+// parsePublicKey reads minisign's .pub layout (a comment line, then the
+// key) or the key line alone.
+func parsePublicKey(raw []byte) (minisign.PublicKey, bool) {
 	var pub minisign.PublicKey
+	if pub.UnmarshalText(bytes.TrimSpace(raw)) == nil {
+		return pub, true
+	}
 	_, rest, ok := bytes.Cut(raw, []byte("\n"))
-	return ok && pub.UnmarshalText(bytes.TrimSpace(rest)) == nil
+	return pub, ok && pub.UnmarshalText(bytes.TrimSpace(rest)) == nil
 }
 
 // readSmall reads a regular file of at most max bytes. The open does not
-// block, so a FIFO given as a key or a spec cannot hang the build.
+// block, so a FIFO given as a key or a spec cannot hang the command.
 func readSmall(path string, max int64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
@@ -198,7 +208,7 @@ func readSmall(path string, max int64) ([]byte, error) {
 	}
 	raw, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err == nil && int64(len(raw)) > max {
-		err = fmt.Errorf("%s is larger than %d KiB, too large for a key", path, max>>10)
+		err = fmt.Errorf("%s is larger than %d KiB", path, max>>10)
 	}
 	return raw, err
 }

@@ -141,8 +141,15 @@ func TestPublicKeyGivenToSign(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is a public key") || !strings.Contains(err.Error(), key) || strings.Contains(err.Error(), "chmod") {
 		t.Fatalf("got %v, want it to say the file is the public key and name %s", err, key)
 	}
+	// an endless device is refused, not read until memory runs out
 	if _, err := LoadPrivateKey("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("/dev/zero as a key: got %v", err)
+	}
+	if _, err := LoadPublicKey("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/zero as a public key: got %v", err)
+	}
+	if _, err := LoadPublicKey(pub); err != nil {
+		t.Errorf("the .pub keygen wrote: %v", err)
 	}
 }
 

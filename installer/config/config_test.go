@@ -456,6 +456,7 @@ func TestParseOneRuleEveryFormat(t *testing.T) {
 		{"TOML nested arrays", "toml", deep("[", "]"), "nested more than 32 levels"},
 		{"JSON nested arrays", "json", append(append([]byte(`{"a": `), deep("[", "]")[4:]...), '}'), "nested more than 32 levels"},
 		{"YAML flow nesting", "yaml", deep("{a: ", "}")[4:], "nested more than 32 levels"},
+		{"nesting after a stray quote", "toml", append([]byte("a = 'it\"s'\nb = \"x\"\nc = 5\"\n"), deep("[", "]")...), "nested more than 32 levels"},
 		{"YAML password file", "yaml", []byte("s3cret-planted-value\n"), "got a string; check"},
 		{"JSON password file", "json", []byte(`"s3cret-planted-value"`), "got a string; check"},
 		{"TOML password file", "toml", []byte("s3cret-planted-value\n"), "not valid TOML"},

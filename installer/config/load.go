@@ -317,12 +317,11 @@ func checkDepth(data []byte) error {
 	for i := 0; i < len(data); i++ {
 		c := data[i]
 		switch {
+		// a quote ends at the line's end at the latest: a stray " in a
+		// YAML plain scalar must not hide the brackets after it
 		case c == '\n':
 			line++
-			comment = false
-			if quote == '\'' {
-				quote = 0
-			}
+			comment, quote = false, 0
 		case comment:
 		case quote != 0:
 			if c == '\\' && quote == '"' {

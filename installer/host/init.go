@@ -88,7 +88,7 @@ func NewInit(h *Host, kind, perchBinary string) (Init, error) {
 		}
 	case InitNone:
 	default:
-		return nil, fmt.Errorf("unknown --init %q: use auto, systemd, openrc or none", kind)
+		return nil, fmt.Errorf("--init %q %v", kind, CheckInit(kind))
 	}
 	switch kind {
 	case InitSystemd:
