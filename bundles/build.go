@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -46,6 +47,14 @@ type BuildOptions struct {
 	BuiltBy string
 	// AllowUnverifiedSources accepts http(s) sources without ?checksum=.
 	AllowUnverifiedSources bool
+	// Needs finds the images the appliance pulls once the charts are
+	// fetched (manifests/images); imagesFromCharts requires it.
+	Needs NeedsFunc
+	// Gate refuses a bundle that misses a needed image (the sites'
+	// configs were given); without it a miss is a warning.
+	Gate bool
+	// AllowMissing are images the gate lets the bundle lack.
+	AllowMissing []string
 }
 
 // Result is what a build wrote.
@@ -186,54 +195,16 @@ type builder struct {
 func (b *builder) build(ctx context.Context) (*Manifest, error) {
 	s := b.spec
 	m := &Manifest{APIVersion: APIVersion, Kind: ManifestKind, Name: s.Name, Version: s.Version, Arch: s.Arch, BuiltBy: b.opts.BuiltBy}
-	b.logf("fetching k3s from %s", s.K3s.Binary)
-	bin := filepath.Join(b.dir, filepath.FromSlash(K3sBinaryPath))
-	if err := b.fetch.get(ctx, "k3s.binary", s.K3s.Binary, bin, false); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(bin, 0o755); err != nil {
-		return nil, err
-	}
-	v, err := K3sVersion(bin)
+	supplies, pull, err := b.inputs(ctx, m)
 	if err != nil {
-		return nil, fmt.Errorf("k3s.binary: %w", err)
+		return nil, err
 	}
-	m.K3s = K3sInfo{Version: v, Binary: K3sBinaryPath}
-	if s.K3s.AirgapImages != "" {
-		name := "k3s-airgap-images-" + s.Arch + airgapExt(s.K3s.AirgapImages)
-		m.K3s.AirgapImages = path.Join("k3s", name)
-		b.logf("fetching k3s airgap images from %s", s.K3s.AirgapImages)
-		if err := b.fetch.get(ctx, "k3s.airgapImages", s.K3s.AirgapImages, filepath.Join(b.dir, "k3s", name), false); err != nil {
-			return nil, err
+	if miss := missing(supplies); len(miss) > 0 {
+		if b.opts.Gate {
+			return nil, &MissingError{Missing: miss}
 		}
-	}
-	images := append([]string(nil), s.Images...)
-	for i, c := range s.Charts {
-		what := fmt.Sprintf("charts[%d] %s", i, c.Name)
-		b.logf("fetching chart %s from %s", c.Name, c.Source)
-		src := filepath.Join(b.tmp, "chart-"+c.Name)
-		if err := b.fetch.get(ctx, what, c.Source, src, true); err != nil {
-			return nil, err
-		}
-		ch, rel, err := packChart(chartSource(src), c.Name, b.dir)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		entry := Chart{Name: c.Name, Version: ch.Metadata.Version, Path: rel}
-		if s.ImagesFromCharts {
-			if entry.Images, err = ChartImages(ch); err != nil {
-				return nil, fmt.Errorf("%s: %w", what, err)
-			}
-			for j, im := range entry.Images {
-				ref, err := name.ParseReference(im)
-				if err != nil {
-					return nil, fmt.Errorf("%s: renders image %q, which is not a reference: %v", what, im, err)
-				}
-				entry.Images[j] = FullReference(ref)
-			}
-			images = append(images, entry.Images...)
-		}
-		m.Charts = append(m.Charts, entry)
+		b.logf("warning: %s", (&MissingError{Missing: miss}).Error())
+		b.logf("warning: no --config was given, so this is not an error; pass the sites' configs with --config to refuse such a bundle")
 	}
 	for i, f := range s.Files {
 		b.logf("fetching %s from %s", f.Dest, f.Source)
@@ -242,7 +213,7 @@ func (b *builder) build(ctx context.Context) (*Manifest, error) {
 			return nil, err
 		}
 	}
-	if m.Images, m.Layout, err = b.images(ctx, images); err != nil {
+	if m.Images, m.Layout, err = b.images(ctx, pull); err != nil {
 		return nil, err
 	}
 	if err := os.RemoveAll(b.tmp); err != nil {
@@ -269,6 +240,87 @@ func (b *builder) build(ctx context.Context) (*Manifest, error) {
 		}
 	}
 	return m, nil
+}
+
+// inputs fetches k3s, its air-gap images and the charts into the bundle
+// directory, filling m's k3s and charts, and decides every image: what
+// the appliance needs (BuildOptions.Needs), how the bundle supplies each,
+// and what is to be pulled.
+func (b *builder) inputs(ctx context.Context, m *Manifest) ([]Supply, []string, error) {
+	s := b.spec
+	b.logf("fetching k3s from %s", s.K3s.Binary)
+	bin := filepath.Join(b.dir, filepath.FromSlash(K3sBinaryPath))
+	if err := b.fetch.get(ctx, "k3s.binary", s.K3s.Binary, bin, false); err != nil {
+		return nil, nil, err
+	}
+	if err := os.Chmod(bin, 0o755); err != nil {
+		return nil, nil, err
+	}
+	v, err := K3sVersion(bin)
+	if err != nil {
+		return nil, nil, fmt.Errorf("k3s.binary: %w", err)
+	}
+	m.K3s = K3sInfo{Version: v, Binary: K3sBinaryPath}
+	if s.K3s.AirgapImages != "" {
+		name := "k3s-airgap-images-" + s.Arch + airgapExt(s.K3s.AirgapImages)
+		m.K3s.AirgapImages = path.Join("k3s", name)
+		b.logf("fetching k3s airgap images from %s", s.K3s.AirgapImages)
+		dst := filepath.Join(b.dir, "k3s", name)
+		if err := b.fetch.get(ctx, "k3s.airgapImages", s.K3s.AirgapImages, dst, false); err != nil {
+			return nil, nil, err
+		}
+		names, ok, err := airgapNames(dst)
+		if err != nil {
+			return nil, nil, invalid("%w", err)
+		}
+		if !ok {
+			b.logf("k3s.airgapImages: %s is not read for its image names (only .tar, .tar.gz and .tar.zst are); the gate cannot count its images", name)
+		}
+		m.K3s.Images = names
+	}
+	var local []LocalChart
+	for i, c := range s.Charts {
+		what := fmt.Sprintf("charts[%d] %s", i, c.Name)
+		b.logf("fetching chart %s from %s", c.Name, c.Source)
+		src := filepath.Join(b.tmp, "chart-"+c.Name)
+		if err := b.fetch.get(ctx, what, c.Source, src, true); err != nil {
+			return nil, nil, err
+		}
+		ch, rel, err := packChart(chartSource(src), c.Name, b.dir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", what, err)
+		}
+		m.Charts = append(m.Charts, Chart{Name: c.Name, Version: ch.Metadata.Version, Path: rel})
+		local = append(local, LocalChart{Name: c.Name, Version: ch.Metadata.Version, Path: filepath.Join(b.dir, filepath.FromSlash(rel))})
+	}
+	if b.opts.Needs == nil {
+		if s.ImagesFromCharts {
+			return nil, nil, invalid("imagesFromCharts: this build has no image discovery; build with perch bundle build")
+		}
+		return nil, s.Images, nil
+	}
+	b.logf("finding the images every app and k3s pull")
+	needs, err := b.opts.Needs(ctx, local, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range m.Charts {
+		m.Charts[i].Images = chartNeeds(needs, m.Charts[i])
+	}
+	supplies, pull := supply(needs, s.Images, s.ImagesFromCharts, m.K3s.Images, b.opts.AllowMissing)
+	return supplies, pull, nil
+}
+
+// chartNeeds are the images c's renderings name, as the manifest records
+// them per chart.
+func chartNeeds(needs []Need, c Chart) []string {
+	var out []string
+	for _, n := range needs {
+		if slices.ContainsFunc(n.From, func(o Origin) bool { return o.Chart == c.Name+"-"+c.Version }) {
+			out = append(out, n.Image)
+		}
+	}
+	return out
 }
 
 func (b *builder) images(ctx context.Context, refs []string) ([]Image, Layout, error) {
@@ -435,3 +487,46 @@ func splitPrintable(data []byte, atEOF bool) (int, []byte, error) {
 }
 
 func printable(c byte) bool { return c >= 0x20 && c < 0x7f }
+
+// Images is what `perch bundle images` shows: every image the appliance
+// needs, how the spec supplies it, and the spec's images no app needs
+// (with no origin). It fetches the spec's k3s and charts into a directory
+// it removes again, and pulls no image.
+func Images(ctx context.Context, s *Spec, o BuildOptions) ([]Supply, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.checkSources(o.AllowUnverifiedSources, o.Pwd); err != nil {
+		return nil, err
+	}
+	if o.Needs == nil {
+		return nil, invalid("bundle images: no image discovery given")
+	}
+	work, err := os.MkdirTemp("", "perch-bundle-images-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	logf := o.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	b := &builder{spec: s, opts: o, dir: filepath.Join(work, "bundle"), tmp: filepath.Join(work, "src"), logf: logf,
+		fetch: &fetcher{pwd: o.Pwd, progress: o.Progress}}
+	m := &Manifest{Arch: s.Arch}
+	supplies, _, err := b.inputs(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	for _, im := range s.Images {
+		key := im
+		if ref, err := name.ParseReference(im); err == nil {
+			key = FullReference(ref)
+		}
+		if !slices.ContainsFunc(supplies, func(x Supply) bool { return x.Image == key }) {
+			supplies = append(supplies, Supply{Need: Need{Image: key}, By: FromSpec})
+		}
+	}
+	sort.Slice(supplies, func(i, j int) bool { return supplies[i].Image < supplies[j].Image })
+	return supplies, nil
+}

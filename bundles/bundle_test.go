@@ -26,7 +26,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
-	"go.yaml.in/yaml/v3"
 )
 
 // fixture is a small bundle built by Build from local sources. Its k3s is a
@@ -203,22 +202,6 @@ func TestArchiveAndSplitMatchDirectory(t *testing.T) {
 		if op.Manifest.Name != "site-a" {
 			t.Errorf("%s: name %q", src, op.Manifest.Name)
 		}
-	}
-}
-
-func TestChartImages(t *testing.T) {
-	f := newFixture(t)
-	ch, _, err := packChart(filepath.Join(f.dir, "chart"), "demo", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ChartImages(ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"registry.example/demo/gateway:1.0", "registry.example/demo/init:2"}
-	if !slices.Equal(got, want) {
-		t.Errorf("images = %v, want %v", got, want)
 	}
 }
 
@@ -540,64 +523,4 @@ func TestBuildOut(t *testing.T) {
 			}
 		}
 	})
-}
-
-// TestCollectImagesOperatorObjects: what kube-prometheus-stack renders
-// names Prometheus and Alertmanager in custom resources' spec.image and the
-// config reloader in the operator's args; offline, a bundle without them
-// leaves Prometheus in ImagePullBackOff. Args that are not images, and
-// ConfigMap data, add nothing.
-func TestCollectImagesOperatorObjects(t *testing.T) {
-	const rendered = `
-kind: Prometheus
-spec: {image: quay.io/prometheus/prometheus:v3.1.0, retention: 15d}
----
-kind: Alertmanager
-spec: {image: "quay.io/prometheus/alertmanager:v0.28.0"}
----
-kind: Deployment
-spec:
-  template:
-    spec:
-      containers:
-        - name: operator
-          image: quay.io/prometheus-operator/prometheus-operator:v0.79.2
-          args:
-            - --prometheus-config-reloader=quay.io/prometheus-operator/prometheus-config-reloader:v0.79.2
-            - --storage.tsdb.retention.time=15d
-            - --config.file=/etc/prometheus/prometheus.yml
-            - --web.listen-address=:9090
-            - --kubelet-service=kube-system/kubelet
-            - --log-level=info
-          env:
-            - {name: SIDECAR_IMAGE, value: "registry.k8s.io/kube-state-metrics/kube-state-metrics@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
-            - {name: URL, value: "http://example.com/a:b"}
----
-kind: ConfigMap
-data: {image: not-an-image-field}
-`
-	set := map[string]bool{}
-	dec := yaml.NewDecoder(strings.NewReader(rendered))
-	for {
-		var doc any
-		if err := dec.Decode(&doc); err != nil {
-			break
-		}
-		collectImages(doc, set)
-	}
-	var got []string
-	for im := range set {
-		got = append(got, im)
-	}
-	slices.Sort(got)
-	want := []string{
-		"quay.io/prometheus-operator/prometheus-config-reloader:v0.79.2",
-		"quay.io/prometheus-operator/prometheus-operator:v0.79.2",
-		"quay.io/prometheus/alertmanager:v0.28.0",
-		"quay.io/prometheus/prometheus:v3.1.0",
-		"registry.k8s.io/kube-state-metrics/kube-state-metrics@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("images:\n got %q\nwant %q", got, want)
-	}
 }

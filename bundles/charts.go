@@ -2,23 +2,17 @@ package bundles
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
 )
 
 // packChart loads a fetched chart (a .tgz or a directory), checks it is the
@@ -127,99 +121,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// ChartImages renders a chart with its default values, as helm install
-// would, and returns every image the result references (collectImages).
-func ChartImages(ch *chart.Chart) ([]string, error) {
-	vals := map[string]any{}
-	if err := chartutil.ProcessDependenciesWithMerge(ch, vals); err != nil {
-		return nil, fmt.Errorf("dependencies: %w", err)
-	}
-	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{
-		Name: ch.Name(), Namespace: "default", Revision: 1, IsInstall: true,
-	}, chartutil.DefaultCapabilities)
-	if err != nil {
-		return nil, fmt.Errorf("values: %w", err)
-	}
-	files, err := engine.Render(ch, rv)
-	if err != nil {
-		return nil, fmt.Errorf("render: %w", err)
-	}
-	set := map[string]bool{}
-	for name, text := range files {
-		if !strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, ".yml") {
-			continue
-		}
-		dec := yaml.NewDecoder(bytes.NewReader([]byte(text)))
-		for {
-			var doc any
-			err := dec.Decode(&doc)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("render: %s: %w", name, err)
-			}
-			collectImages(doc, set)
-		}
-	}
-	out := make([]string, 0, len(set))
-	for im := range set {
-		out = append(out, im)
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-// collectImages finds every image a rendered object names: a field called
-// image anywhere (containers at any depth, and custom resources such as an
-// operator's Prometheus, whose spec.image no container spec shows), and
-// references in args, command and env values (an operator's
-// --prometheus-config-reloader=IMAGE). ConfigMaps and Secrets hold data,
-// not fields, and are not read.
-func collectImages(doc any, set map[string]bool) {
-	if m, ok := doc.(map[string]any); ok && (m["kind"] == "ConfigMap" || m["kind"] == "Secret") {
-		return
-	}
-	var walk func(v any, key string)
-	walk = func(v any, key string) {
-		switch t := v.(type) {
-		case map[string]any:
-			for k, child := range t {
-				walk(child, k)
-			}
-		case []any:
-			for _, child := range t {
-				walk(child, key)
-			}
-		case string:
-			switch key {
-			case "image":
-				if t != "" && !strings.ContainsAny(t, " \t\n{}") {
-					set[t] = true
-				}
-			case "args", "command", "value":
-				if ref := argImage(t); ref != "" {
-					set[ref] = true
-				}
-			}
-		}
-	}
-	walk(doc, "")
-}
-
-// imageArg is a whole reference with its registry host, path and tag or
-// digest, alone or as a flag's value: strict enough that durations, paths
-// and addresses in args (15d, /etc/x.yml, :9090) never match.
-var imageArg = regexp.MustCompile(`^(?:--?[A-Za-z0-9][A-Za-z0-9._-]*=)?` +
-	`((?:localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+)(?::[0-9]+)?` + // registry host
-	`/[a-z0-9]+(?:[._/-][a-z0-9]+)*` + // repository path
-	`(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(?:@sha256:[a-f0-9]{64})?|@sha256:[a-f0-9]{64}))$`) // tag, digest or both
-
-func argImage(s string) string {
-	if m := imageArg.FindStringSubmatch(strings.TrimSpace(s)); m != nil {
-		return m[1]
-	}
-	return ""
 }

@@ -60,6 +60,9 @@ type K3sInfo struct {
 	Version      string `json:"version"`
 	Binary       string `json:"binary"`
 	AirgapImages string `json:"airgapImages,omitempty"`
+	// Images are the references inside AirgapImages, where the build
+	// could read them: install counts them as in the bundle.
+	Images []string `json:"images,omitempty"`
 }
 
 // Image is one image in the OCI layout, by the reference it was pulled as.

@@ -40,6 +40,9 @@ type Monitoring struct {
 type K3s struct {
 	// Disable are the packaged components k3s does not run (k3s.disable).
 	Disable []string
+	// PauseImage and HelmJobImage are k3s's --pause-image and
+	// --helm-job-image (k3s.extraArgs), "" for k3s's own.
+	PauseImage, HelmJobImage string
 }
 
 // ServiceType is how the appliance's web-facing Services (the gateway,

@@ -14,11 +14,12 @@ import (
 
 	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/manifests/images"
 )
 
 func newBundleCmd(s *streams) *cobra.Command {
 	cmd := &cobra.Command{Use: "bundle", Short: "Air-gap bundles: build, verify, inspect, signing keys"}
-	cmd.AddCommand(newBundleKeygenCmd(s), newBundleBuildCmd(s), newBundleVerifyCmd(s), newBundleInspectCmd(s))
+	cmd.AddCommand(newBundleKeygenCmd(s), newBundleBuildCmd(s), newBundleImagesCmd(s), newBundleVerifyCmd(s), newBundleInspectCmd(s))
 	return cmd
 }
 
@@ -65,15 +66,18 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 	var mirrors []string
 	var allowUnverified bool
 	var rep reporting
+	var sf siteFlags
 	cmd := &cobra.Command{
-		Use:   "build --spec SPEC --out PATH [--key NAME.key] [--split SIZE]",
+		Use:   "build --spec SPEC --out PATH [--key NAME.key] [--split SIZE] [--config APPLIANCE ...]",
 		Short: "Build a signed air-gap bundle from a BundleSpec (on a connected machine)",
 		Long: "Fetch the k3s binary, charts, images (for the spec's arch) and files the spec\n" +
 			"names and write them as one bundle with a signed manifest. PATH ending in\n" +
 			".tar.zst gives one archive (with --split SIZE, numbered parts such as\n" +
 			"PATH.001 for FAT32 sticks: --split 3900MiB); any other PATH a directory\n" +
 			"(one that exists must be empty). Other archive names (.tar.gz, .zip) are\n" +
-			"refused, and a failed build removes what it made.",
+			"refused, and a failed build removes what it made. Every image the appliance\n" +
+			"pulls is found as `perch bundle images` lists it; with --config, a bundle\n" +
+			"that misses one is refused (--allow-missing IMAGE lets it).",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if spec == "" || out == "" {
@@ -91,12 +95,16 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 			if err != nil {
 				return &usageError{fmt.Errorf("--mirror: %w", err)}
 			}
+			sites, gate, err := sf.sites(s)
+			if err != nil {
+				return err
+			}
 			sp, err := bundles.LoadSpec(spec)
 			if err != nil {
 				return inputError(err)
 			}
 			o := bundles.BuildOptions{Out: out, Split: limit, Pwd: filepath.Dir(absPath(spec)), Mirrors: mm, Progress: r.Progress, Log: r.Logf, BuiltBy: version,
-				AllowUnverifiedSources: allowUnverified}
+				AllowUnverifiedSources: allowUnverified, Needs: images.Func(sites), Gate: gate, AllowMissing: sf.allowMissing}
 			if key != "" {
 				k, err := bundles.LoadPrivateKey(key)
 				if err != nil {
@@ -127,6 +135,7 @@ func newBundleBuildCmd(s *streams) *cobra.Command {
 	cmd.Flags().StringVar(&split, "split", "", "cut the archive into parts of this size, such as 3900MiB")
 	cmd.Flags().BoolVar(&allowUnverified, "allow-unverified-sources", false, "accept http(s) sources without ?checksum= (the signature then vouches for whatever was downloaded)")
 	cmd.Flags().StringArrayVar(&mirrors, "mirror", nil, "pull a registry's images from a mirror, REGISTRY=MIRROR[/PATH] (repeatable); the bundle keeps the upstream names")
+	sf.register(cmd)
 	rep.flags(cmd)
 	return cmd
 }

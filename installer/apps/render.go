@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/gpu"
@@ -28,12 +29,30 @@ func Spec(cfg *config.Appliance) *manifests.Appliance {
 			Retention:     cfg.Monitoring.Retention,
 			RetentionSize: cfg.Monitoring.RetentionSize,
 		},
-		K3s: manifests.K3s{Disable: cfg.K3s.Disable},
+		K3s: manifests.K3s{
+			Disable:      cfg.K3s.Disable,
+			PauseImage:   extraArg(cfg.K3s.ExtraArgs, "pause-image"),
+			HelmJobImage: extraArg(cfg.K3s.ExtraArgs, "helm-job-image"),
+		},
 	}
 	for _, s := range cfg.Pipeline.Streams {
 		a.Pipeline.Streams = append(a.Pipeline.Streams, manifests.Stream{Name: s.Name, URL: s.URL})
 	}
 	return a
+}
+
+// extraArg is the value of flag in k3s.extraArgs, which validation keeps
+// to one --flag=value item each (k3s also takes a single dash); the last
+// one wins, as it does for k3s.
+func extraArg(args []string, flag string) string {
+	v := ""
+	for _, a := range args {
+		k, val, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if ok && k == flag {
+			v = val
+		}
+	}
+	return v
 }
 
 // bundleCharts are the charts of an installed (verified) bundle directory
