@@ -41,7 +41,7 @@ func TestE2EAppliance(t *testing.T) {
 	work := t.TempDir()
 	bundle, key := filepath.Join(work, "perch-e2e"), filepath.Join(work, "site")
 	start := time.Now()
-	_, err := e2e.Build(context.Background(), e2e.Options{Perch: perchBin, K3s: os.Getenv("PERCH_K3S_BIN"), Out: bundle, Key: key, Log: logWriter{t}})
+	_, err := e2e.Build(context.Background(), e2e.Options{Perch: perchBin, K3s: os.Getenv("PERCH_K3S_BIN"), Out: bundle, Key: key, Config: "../../testdata/e2e.yaml", Log: logWriter{t}})
 	must(t, err)
 	t.Logf("timing: images and signed bundle built in %s", time.Since(start).Round(time.Millisecond))
 

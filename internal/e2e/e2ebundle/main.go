@@ -1,5 +1,5 @@
 // Command e2ebundle builds the end-to-end bundle (package e2e) for
-// scripts/demo: e2ebundle --perch BIN --k3s BIN --out DIR --key PATH.
+// scripts/demo: e2ebundle --perch BIN --k3s BIN --out DIR --key PATH [--config FILE].
 package main
 
 import (
@@ -17,6 +17,7 @@ func main() {
 	flag.StringVar(&o.K3s, "k3s", "", "k3s binary to bundle")
 	flag.StringVar(&o.Out, "out", "", "bundle directory to write")
 	flag.StringVar(&o.Key, "key", "", "signing key, without .key/.pub (made if missing)")
+	flag.StringVar(&o.Config, "config", "testdata/e2e.yaml", "appliance config the bundle is for")
 	flag.Parse()
 	if o.K3s == "" || o.Out == "" || o.Key == "" {
 		fmt.Fprintln(os.Stderr, "e2ebundle: --k3s, --out and --key are required")
