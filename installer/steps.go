@@ -15,7 +15,8 @@ func (i *Installer) steps() []engine.Step {
 	// a node that cannot give pods its GPUs is refused before anything is
 	// written
 	l.addIf(n.Cfg.GPU.Mode != config.GPUOff, gpunode.Check(n))
-	l.addIf(b != nil, b.Step())
+	// the config against the bundle, still before anything is written
+	l.addIf(b != nil, i.apps.Images(b.Charts), b.Step())
 	l.add(k.PerchBinary(), k.Binary())
 	l.addIf(k.HasAirgapImages(), k.AirgapImages())
 	// the registry up and its images in before k3s reads registries.yaml

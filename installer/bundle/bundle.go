@@ -208,3 +208,26 @@ func (s *bundleStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Rep
 	r.Logf("bundle %s in place", dest)
 	return h.RemoveAll(old)
 }
+
+// Charts are the bundle's chart archives, checked against its signed
+// manifest, for checks made before anything is installed: the installed
+// copy when it is this bundle, or a local directory bundle read in place.
+// An archive or URL has none until it is verified in full at install
+// (ok false); done releases what was staged.
+func (b *Bundle) Charts(ctx context.Context) (charts []bundles.ChartFile, done func(), ok bool, err error) {
+	if inst, err := b.Installed(); err == nil && inst {
+		var out []bundles.ChartFile
+		for _, c := range b.opened.Manifest.Charts {
+			out = append(out, bundles.ChartFile{Name: c.Name, Version: c.Version, Path: b.n.Host.Path(path.Join(b.dir(), c.Path))})
+		}
+		return out, func() {}, true, nil
+	}
+	if bundles.LocalDir(b.src) == "" {
+		return nil, func() {}, false, nil
+	}
+	st, err := bundles.Stage(ctx, b.src, bundles.StageOptions{OpenOptions: b.opts, InPlace: true, ChartsOnly: true})
+	if err != nil {
+		return nil, func() {}, false, fmt.Errorf("bundle.source: %w", err)
+	}
+	return st.Charts(), func() { st.Close() }, true, nil
+}

@@ -63,18 +63,24 @@ var placeholderStream = manifests.Stream{Name: "camera-added-on-site", URL: "rts
 // CPU-only one unless gpu.mode decides (off: CPU only; required: GPU
 // only), each with a camera when the config lists none.
 func ConfigSites(label string, a *manifests.Appliance, gpuRequired bool) []Site {
+	var out []Site
+	if !a.GPU.Off {
+		out = append(out, NodeSite(label+", GPU node", a, anyGPU()))
+	}
+	if !gpuRequired {
+		out = append(out, NodeSite(label+", CPU-only node", a, nil))
+	}
+	return out
+}
+
+// NodeSite is the one kind of node an install knows it is: its config and
+// its GPUs, with a camera when the config has none yet.
+func NodeSite(label string, a *manifests.Appliance, inv *gpu.Inventory) Site {
 	c := *a
 	if c.Pipeline.Enabled && len(c.Pipeline.Streams) == 0 {
 		c.Pipeline.Streams = []manifests.Stream{placeholderStream}
 	}
-	var out []Site
-	if !c.GPU.Off {
-		out = append(out, Site{Name: label + ", GPU node", Appliance: &c, GPU: anyGPU()})
-	}
-	if !gpuRequired {
-		out = append(out, Site{Name: label + ", CPU-only node", Appliance: &c})
-	}
-	return out
+	return Site{Name: label, Appliance: &c, GPU: inv}
 }
 
 // Everything are the sites that turn every optional component on: what a
