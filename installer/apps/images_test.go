@@ -15,7 +15,9 @@ import (
 	"github.com/perchedge/perch/installer/node"
 )
 
-func noCharts(context.Context) ([]bundles.ChartFile, func(), bool, error) { return nil, func() {}, true, nil }
+func noCharts(context.Context) ([]bundles.ChartFile, func(), bool, error) {
+	return nil, func() {}, true, nil
+}
 
 // cpuNode is a node without NVML (go-nvml's mock reporting no driver).
 func cpuNode() *dgxa100.Server {
