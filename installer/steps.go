@@ -15,8 +15,10 @@ func (i *Installer) steps() []engine.Step {
 	// a node that cannot give pods its GPUs is refused before anything is
 	// written
 	l.addIf(n.Cfg.GPU.Mode != config.GPUOff, gpunode.Check(n))
-	// the config against the bundle, still before anything is written
-	l.addIf(b != nil, i.apps.Images(b.Charts), b.Step())
+	// the config against the bundle, still before anything is written; on
+	// servers, whose registry serves the cluster the bundle's images
+	l.addIf(b != nil && n.Server(), i.apps.Images(b.Charts))
+	l.addIf(b != nil, b.Step())
 	l.add(k.PerchBinary(), k.Binary())
 	l.addIf(k.HasAirgapImages(), k.AirgapImages())
 	// the registry up and its images in before k3s reads registries.yaml

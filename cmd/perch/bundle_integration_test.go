@@ -30,6 +30,14 @@ import (
 	"github.com/perchedge/perch/internal/testreg"
 )
 
+// notInTestBundles are the images a testdata/server.yaml node's config
+// pulls that the tier's bundles do not carry: k3s's pause and helm job
+// images and the pipeline's (no module builds them here, and a server
+// without agent runs no pod that would pull them). The install's
+// bundle-images check then warns instead of refusing.
+const notInTestBundles = "  allowMissing: [docker.io/rancher/mirrored-pause:3.6, docker.io/rancher/klipper-helm:v0.9.3-build20241008, " +
+	"docker.io/library/nats:2.10.22-alpine, docker.io/natsio/prometheus-nats-exporter:0.15.0, docker.io/bluenviron/mediamtx:1.9.3, docker.io/intel/dlstreamer:2024.2.0-ubuntu22]\n"
+
 // TestIntegrationInstallFromBundle installs k3s from a signed bundle built
 // by perch itself: a tampered copy is refused with the host untouched, the
 // good one installs, and a rerun neither re-verifies nor changes anything.
@@ -65,7 +73,7 @@ k3s:
 		t.Fatal("could not drop k3s.binary from the test config")
 	}
 	useBundle := func(src string) {
-		must(t, os.WriteFile(s.cfg, []byte(cfg+"bundle:\n  source: "+src+"\n  publicKey: "+key+".pub\n"), 0o644))
+		must(t, os.WriteFile(s.cfg, []byte(cfg+"bundle:\n  source: "+src+"\n  publicKey: "+key+".pub\n"+notInTestBundles), 0o644))
 	}
 
 	useBundle(bad)
@@ -170,7 +178,7 @@ func TestIntegrationRegistryFromBundle(t *testing.T) {
 	dir, key := s.imageBundle("site-b", "2.0.0", refs)
 	port := freePort(t)
 	cfg := strings.Replace(readFile(t, s.cfg), "  binary: "+os.Getenv("PERCH_K3S_BIN")+"\n", "", 1)
-	must(t, os.WriteFile(s.cfg, []byte(cfg+fmt.Sprintf("bundle:\n  source: %s\n  publicKey: %s.pub\nregistry:\n  port: %d\n", dir, key, port)), 0o644))
+	must(t, os.WriteFile(s.cfg, []byte(cfg+fmt.Sprintf("bundle:\n  source: %s\n  publicKey: %s.pub\n%sregistry:\n  port: %d\n", dir, key, notInTestBundles, port)), 0o644))
 
 	out, took := s.install()
 	t.Logf("install with registry and images: %s", took.Round(time.Millisecond))

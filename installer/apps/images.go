@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
@@ -54,6 +56,18 @@ func (s *imagesStep) Plan(ctx context.Context) ([]engine.Change, error) {
 	}
 	miss := MissingImages(b.Manifest, needs)
 	var out []engine.Change
+	var allowed []string
+	miss = slices.DeleteFunc(miss, func(nd bundles.Need) bool {
+		if slices.ContainsFunc(n.Cfg.Bundle.AllowMissing, func(a string) bool { return fullRef(a) == nd.Image }) {
+			allowed = append(allowed, nd.Image)
+			return true
+		}
+		return false
+	})
+	if len(allowed) > 0 {
+		out = append(out, engine.Change{Action: engine.Warn, Kind: engine.Check, Target: "bundle-images",
+			Detail: fmt.Sprintf("the bundle lacks %s, which bundle.allowMissing allows; pods that need it will not start unless it is loaded another way", strings.Join(allowed, ", "))})
+	}
 	if !ok {
 		out = append(out, engine.Change{Action: engine.Warn, Kind: engine.Check, Target: "bundle-images",
 			Detail: "the bundle is an archive: the images of its upstream charts are checked when it is unpacked at install, and were checked by bundle build --config"})
@@ -98,12 +112,19 @@ func MissingImages(m *bundles.Manifest, needs []bundles.Need) []bundles.Need {
 	return out
 }
 
+func fullRef(s string) string {
+	if ref, err := name.ParseReference(s); err == nil {
+		return bundles.FullReference(ref)
+	}
+	return s
+}
+
 func missingMessage(m *bundles.Manifest, miss []bundles.Need) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "bundle %s %s lacks %d image(s) this node's config pulls:", m.Name, m.Version, len(miss))
 	for _, n := range miss {
 		fmt.Fprintf(&b, "\n  %s, needed by %s", n.Image, n.From[0])
 	}
-	b.WriteString("\nadd each to the bundle spec's images (`perch bundle images --spec SPEC --config CONFIG` lists them all) and rebuild the bundle, or change the config so it does not need them")
+	b.WriteString("\nadd each to the bundle spec's images (`perch bundle images --spec SPEC --config CONFIG` lists them all) and rebuild the bundle, change the config so it does not need them, or list one under bundle.allowMissing if it is loaded another way")
 	return b.String()
 }

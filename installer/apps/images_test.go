@@ -87,8 +87,14 @@ func TestImagesCheck(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "perch.test/pause:1, needed by k3s") {
 		t.Errorf("k3s's pause missing: %v", err)
 	}
-	cfg.Registry.Enabled = false
+	cfg.Bundle.AllowMissing = []string{"intel/dlstreamer:2024.2.0-ubuntu22"}
 	cs, err := plan(e2eManifest("docker.io/intel/dlstreamer:2024.2.0-ubuntu22"))
+	if err != nil || len(cs) != 1 || cs[0].Action != engine.Warn || !strings.Contains(cs[0].Detail, "bundle.allowMissing allows") {
+		t.Errorf("allowed missing: %+v %v, want one warning", cs, err)
+	}
+	cfg.Bundle.AllowMissing = nil
+	cfg.Registry.Enabled = false
+	cs, err = plan(e2eManifest("docker.io/intel/dlstreamer:2024.2.0-ubuntu22"))
 	if err != nil || len(cs) != 1 || cs[0].Action != engine.Warn || !strings.Contains(cs[0].Detail, "registry.enabled is false") {
 		t.Errorf("without the registry: %+v %v, want one warning", cs, err)
 	}

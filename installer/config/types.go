@@ -47,6 +47,10 @@ type Bundle struct {
 	// Source is a path, a URL, or BundleAuto.
 	Source    string `key:"source" flag:"bundle"`
 	PublicKey string `key:"publicKey" flag:"pubkey"`
+	// AllowMissing are images this node's config pulls that the bundle may
+	// lack (loaded another way, or never scheduled here): install warns
+	// instead of refusing, as bundle build --allow-missing does.
+	AllowMissing []string `key:"allowMissing"`
 }
 
 // BundleAuto as bundle.source picks the bundle found on removable media.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -84,6 +85,11 @@ func Validate(c *Appliance) FieldErrors {
 	}
 	if c.Bundle.Source != "" && c.Bundle.PublicKey == "" {
 		es.add("bundle.publicKey", "required with bundle.source: the .pub file the bundle was signed with (perch bundle keygen made it)")
+	}
+	for i, im := range c.Bundle.AllowMissing {
+		if _, err := name.ParseReference(im); err != nil {
+			es.add(fmt.Sprintf("bundle.allowMissing[%d]", i), "%q is not an image reference (%v); write it as the bundle lists it, such as nvcr.io/nvidia/deepstream:7.1-triton-multiarch", im, err)
+		}
 	}
 	if c.Bundle.Source != "" && c.K3s.Binary != "" {
 		es.add("k3s.binary", "is set together with bundle.source; the bundle carries k3s, so remove k3s.binary")
