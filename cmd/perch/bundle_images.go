@@ -43,8 +43,8 @@ func (f *siteFlags) sites(s *streams) (sites []images.Site, gate bool, err error
 			return nil, false, &usageError{fmt.Errorf("--config %q: name an appliance config file", file)}
 		}
 		// install-only keys (where k3s comes from on site) do not decide
-		// which images a node pulls; PERCH_* variables of this shell do
-		// not describe the site either
+		// which images a node pulls; the config is read as install reads
+		// it, PERCH_* variables included
 		cfg, err := config.Load(config.Source{File: file})
 		if err := reportConfig(s, config.Without(err, config.InstallOnly...)); err != nil {
 			return nil, false, err
