@@ -87,6 +87,8 @@ func TestNoSecretInAnyFailure(t *testing.T) {
 		{"password file for an unreachable registry", nil, []string{"registry", "load", dir, "--insecure-skip-signature", "--to", "https://127.0.0.1:1", "--username", "u", "--password-file", passFile}},
 		{"key password with a bad key", map[string]string{"PERCH_BUNDLE_KEY_PASSWORD": plantedKeyPass}, []string{"bundle", "build", "--spec", spec, "--key", badKey, "--out", filepath.Join(dir, "out")}},
 		{"key password, JSON", map[string]string{"PERCH_BUNDLE_KEY_PASSWORD": plantedKeyPass}, []string{"bundle", "build", "--spec", spec, "--key", badKey, "--out", filepath.Join(dir, "out2"), "-o", "json"}},
+		{"bundle images for a config with secrets", nil, []string{"bundle", "images", "--spec", testChartsSpec, "--config", holding, "-o", "json"}},
+		{"bundle build refused for a config with secrets", nil, []string{"bundle", "build", "--spec", testChartsSpec, "--config", holding, "--out", filepath.Join(dir, "out3")}},
 		{"status with a token", nil, []string{"status", "-c", holding, "--root", filepath.Join(dir, "r6"), "-o", "json"}},
 		{"uninstall with a token", nil, []string{"uninstall", "-c", holding, "--root", filepath.Join(dir, "r7"), "--init", "bogus", "--yes", "-o", "json"}},
 	}
