@@ -73,7 +73,7 @@ const NATSHostPath = "/var/lib/perch/nats"
 
 func natsValues(a *Appliance) map[string]any {
 	v := map[string]any{"enabled": a.Pipeline.Enabled}
-	if !a.storageProvisioner() {
+	if !a.StorageProvisioner() {
 		v["jetstream"] = map[string]any{"hostPath": NATSHostPath}
 	}
 	return v

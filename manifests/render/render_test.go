@@ -396,8 +396,8 @@ func TestMonitoringValues(t *testing.T) {
 	if got := get(m.Values, "prometheus.prometheusSpec.retention"); got != "30d" {
 		t.Errorf("retention %v", got)
 	}
-	if got := get(m.Values, "prometheus.prometheusSpec.retentionSize"); got != nil {
-		t.Errorf("retentionSize %v without monitoring.retentionSize", got)
+	if got := get(m.Values, "prometheus.prometheusSpec.retentionSize"); got != DefaultRetentionSize {
+		t.Errorf("retentionSize %v without monitoring.retentionSize, want the default %s", got, DefaultRetentionSize)
 	}
 	a.Monitoring.RetentionSize, a.Monitoring.Alertmanager = "20GB", true
 	m2 := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
@@ -412,6 +412,63 @@ func TestMonitoringValues(t *testing.T) {
 	m = find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
 	if get(m.Values, "grafana.enabled") != true {
 		t.Errorf("grafana.enabled %v with monitoring.grafana on", get(m.Values, "grafana.enabled"))
+	}
+}
+
+// Prometheus keeps its data across a restart on a local-path volume sized
+// from the retention bound plus headroom; without a provisioner, where a
+// PVC would stay Pending, an emptyDir bounded the same way.
+func TestMonitoringStorage(t *testing.T) {
+	tests := []struct {
+		size, disable string
+		wantSize      string // PVC request or emptyDir sizeLimit
+		wantPVC       bool
+	}{
+		{"", "", "12Gi", true}, // DefaultRetentionSize 10GB
+		{"10GB", "", "12Gi", true},
+		{"512MB", "", "1Gi", true},
+		{"100KB", "", "1Gi", true},
+		{"50GB", "", "60Gi", true},
+		{"1TB", "", "1229Gi", true},
+		{"10GB", "local-storage", "12Gi", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.size+"/"+tt.disable, func(t *testing.T) {
+			a := defaults()
+			a.Monitoring.RetentionSize = tt.size
+			if tt.disable != "" {
+				a.K3s.Disable = []string{tt.disable}
+			}
+			m := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
+			spec := "prometheus.prometheusSpec."
+			want := tt.size
+			if want == "" {
+				want = DefaultRetentionSize
+			}
+			if got := get(m.Values, spec+"retentionSize"); got != want {
+				t.Errorf("retentionSize %v, want %s: the TSDB must stay inside its volume", got, want)
+			}
+			pvc := get(m.Values, spec+"storageSpec.volumeClaimTemplate.spec")
+			empty := get(m.Values, spec+"storageSpec.emptyDir")
+			if tt.wantPVC {
+				if got := get(m.Values, spec+"storageSpec.volumeClaimTemplate.spec.storageClassName"); got != "local-path" {
+					t.Errorf("storageClassName %v, want local-path (in %v)", got, pvc)
+				}
+				if got := get(m.Values, spec+"storageSpec.volumeClaimTemplate.spec.resources.requests.storage"); got != tt.wantSize {
+					t.Errorf("PVC size %v, want %s", got, tt.wantSize)
+				}
+				if empty != nil {
+					t.Errorf("emptyDir %v beside a PVC", empty)
+				}
+				return
+			}
+			if pvc != nil {
+				t.Errorf("local-storage disabled: PVC %v would stay Pending", pvc)
+			}
+			if got := get(m.Values, spec+"storageSpec.emptyDir.sizeLimit"); got != tt.wantSize {
+				t.Errorf("emptyDir sizeLimit %v, want %s", got, tt.wantSize)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,10 @@
 package render
 
 import (
+	"fmt"
+	"math/big"
+	"regexp"
+
 	"sigs.k8s.io/yaml"
 
 	"github.com/perchedge/perch/gpu"
@@ -121,11 +125,32 @@ func (e values) monitoringStack(info *chartInfo) (map[string]any, error) {
 		"ruleSelectorNilUsesHelmValues":           false,
 		"probeSelectorNilUsesHelmValues":          false,
 	}
-	if m.RetentionSize != "" {
-		spec["retentionSize"] = m.RetentionSize
-	}
 	if m.Retention != "" {
 		spec["retention"] = m.Retention
+	}
+	size := m.RetentionSize
+	if size == "" {
+		size = DefaultRetentionSize
+	}
+	volume, err := prometheusVolume(size)
+	if err != nil {
+		return nil, err
+	}
+	spec["retentionSize"] = size
+	if e.a.StorageProvisioner() {
+		spec["storageSpec"] = map[string]any{"volumeClaimTemplate": map[string]any{"spec": map[string]any{
+			"storageClassName": LocalPathStorageClass,
+			"accessModes":      []any{"ReadWriteOnce"},
+			"resources":        map[string]any{"requests": map[string]any{"storage": volume}},
+		}}}
+	} else {
+		// Without a provisioner a PVC stays Pending. A hostPath (as NATS
+		// uses) would be created root-owned, and Prometheus runs as uid
+		// 1000: it could not write there. So the data lives in an emptyDir
+		// and is lost when the pod goes, but its size limit keeps it off
+		// the rest of the node's disk, and retentionSize keeps Prometheus
+		// under that limit before the kubelet would evict it.
+		spec["storageSpec"] = map[string]any{"emptyDir": map[string]any{"sizeLimit": volume}}
 	}
 	v := map[string]any{
 		// k3s runs etcd, the controller manager, the scheduler and the
@@ -168,6 +193,43 @@ func (e values) monitoringStack(info *chartInfo) (map[string]any, error) {
 		v["global"] = map[string]any{"imagePullSecrets": ps}
 	}
 	return e.withImages(info, v)
+}
+
+// DefaultRetentionSize bounds Prometheus when monitoring.retentionSize is
+// not set: a time limit alone lets a busy appliance fill its disk first.
+const DefaultRetentionSize = "10GB"
+
+// LocalPathStorageClass is the class of k3s's local-path provisioner.
+const LocalPathStorageClass = "local-path"
+
+// promSizeUnits are the units of Prometheus's retention size, which it
+// reads as powers of 1024 (KB = 1024 bytes).
+var promSizeUnits = map[string]int64{"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40, "PB": 1 << 50, "EB": 1 << 60}
+
+var promSize = regexp.MustCompile(`^([0-9]+)(B|KB|MB|GB|TB|PB|EB)$`)
+
+// prometheusVolume is the volume for a retention size: 20 % over it,
+// whole Gi and at least 1Gi. retentionSize counts the blocks and the WAL,
+// but Prometheus only deletes a block after it went over, and compaction
+// writes the new block before removing the old ones.
+func prometheusVolume(size string) (string, error) {
+	m := promSize.FindStringSubmatch(size)
+	if m == nil {
+		return "", fmt.Errorf("monitoring.retentionSize %q is not a Prometheus size like 10GB", size)
+	}
+	n, ok := new(big.Int).SetString(m[1], 10)
+	if !ok {
+		return "", fmt.Errorf("monitoring.retentionSize %q is not a Prometheus size like 10GB", size)
+	}
+	bytes := n.Mul(n, big.NewInt(promSizeUnits[m[2]]))
+	// ceil(bytes * 6/5 / Gi)
+	gi := big.NewInt(5 << 30)
+	v := new(big.Int).Mul(bytes, big.NewInt(6))
+	v.Add(v, new(big.Int).Sub(gi, big.NewInt(1))).Div(v, gi)
+	if v.Sign() == 0 {
+		v.SetInt64(1)
+	}
+	return v.String() + "Gi", nil
 }
 
 // analytics: the embedded pipeline chart; its values are its own package's.
