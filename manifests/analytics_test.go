@@ -941,3 +941,46 @@ func TestAnalyticsNATSWithoutStorageProvisioner(t *testing.T) {
 		}
 	}
 }
+
+// The gateway's LoadBalancer puts its ports on the node's addresses: only
+// the media ports belong there. Prometheus scrapes a ClusterIP Service.
+func TestAnalyticsGatewayMetricsService(t *testing.T) {
+	docs := render(t, loadChart(t), values(t, appliance(nil), Node{GPUs: 1, MonitoringCRDs: true}), capabilities(false))
+	var lb, metrics *corev1.Service
+	var monitor map[string]any
+	for _, d := range docs {
+		switch d.kind() {
+		case "Service":
+			svc := strict[corev1.Service](t, d)
+			if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				lb = svc
+			}
+			if slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "metrics" }) {
+				metrics = svc
+			}
+		case "ServiceMonitor":
+			monitor = d.obj
+		}
+	}
+	if lb == nil || metrics == nil || monitor == nil {
+		t.Fatalf("LoadBalancer %v, metrics Service %v, ServiceMonitor %v: want all three", lb != nil, metrics != nil, monitor != nil)
+	}
+	if metrics.Name == lb.Name {
+		t.Errorf("Service %s publishes the metrics port on the node's addresses", lb.Name)
+	}
+	if metrics.Spec.Type != corev1.ServiceTypeClusterIP {
+		t.Errorf("metrics Service %s is %s, want ClusterIP", metrics.Name, metrics.Spec.Type)
+	}
+	sel, _ := monitor["spec"].(map[string]any)["selector"].(map[string]any)["matchLabels"].(map[string]any)
+	selects := func(svc *corev1.Service) bool {
+		for k, v := range sel {
+			if svc.Labels[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	if !selects(metrics) || selects(lb) {
+		t.Errorf("ServiceMonitor selects %v: metrics Service %v, LoadBalancer %v; want only the metrics Service", sel, selects(metrics), selects(lb))
+	}
+}
