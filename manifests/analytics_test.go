@@ -984,3 +984,28 @@ func TestAnalyticsGatewayMetricsService(t *testing.T) {
 		t.Errorf("ServiceMonitor selects %v: metrics Service %v, LoadBalancer %v; want only the metrics Service", sel, selects(metrics), selects(lb))
 	}
 }
+
+// The stock worker images (DeepStream, DL Streamer) serve no metrics: a
+// monitor on them is a target that is always down, and a rule or panel on
+// their series never has data. Monitors, rules and dashboards use only
+// what the gateway, NATS, dcgm-exporter and the cluster really export.
+func TestAnalyticsMonitorsOnlyWhatIsServed(t *testing.T) {
+	docs := render(t, loadChart(t), values(t, appliance(nil), Node{GPUs: 1, MonitoringCRDs: true}), capabilities(false))
+	for _, d := range docs {
+		if d.kind() != "PodMonitor" && d.kind() != "ServiceMonitor" {
+			continue
+		}
+		sel, _ := d.obj["spec"].(map[string]any)["selector"].(map[string]any)["matchLabels"].(map[string]any)
+		if sel["app.kubernetes.io/component"] == "worker" {
+			t.Errorf("%s %s scrapes the workers, whose images serve no metrics", d.kind(), d.name())
+		}
+	}
+	for _, d := range docs {
+		if d.kind() != "PrometheusRule" && !(d.kind() == "ConfigMap" && strings.HasSuffix(d.name(), "-dashboards")) {
+			continue
+		}
+		if strings.Contains(d.text, "perch_pipeline_") {
+			t.Errorf("%s %s reads perch_pipeline_* series, which no worker image exports", d.kind(), d.name())
+		}
+	}
+}
