@@ -663,6 +663,7 @@ func checkPods(t *testing.T, docs []doc, env Node) {
 		if !slices.Equal(spec.ImagePullSecrets, want) {
 			t.Errorf("%s %s: imagePullSecrets %v, want %v", d.kind(), d.name(), spec.ImagePullSecrets, want)
 		}
+		checkSecurity(t, d, spec)
 		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
 			checkImage(t, d, c.Image, env.Registry)
 			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
@@ -677,6 +678,44 @@ func checkPods(t *testing.T, docs []doc, env Node) {
 	}
 	if pods < 3 {
 		t.Errorf("%d pod templates, want at least gateway, worker and NATS", pods)
+	}
+}
+
+// checkSecurity holds every pod to the restricted profile where its image
+// allows: a user set explicitly (several images have none, and
+// runAsNonRoot alone then refuses to start them), non-root but for the
+// GPU worker (DeepStream's image has no other user, and its engine cache is
+// a root-owned hostPath), RuntimeDefault seccomp, no privilege escalation,
+// no capabilities, a read-only root with a writable /tmp for the workers.
+func checkSecurity(t *testing.T, d doc, spec corev1.PodSpec) {
+	t.Helper()
+	sc := spec.SecurityContext
+	if sc == nil || sc.RunAsUser == nil || sc.RunAsNonRoot == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s %s: pod securityContext %+v, want runAsUser, runAsNonRoot and seccomp RuntimeDefault", d.kind(), d.name(), sc)
+		return
+	}
+	root := *sc.RunAsUser == 0
+	if root == *sc.RunAsNonRoot {
+		t.Errorf("%s %s: runAsUser %d with runAsNonRoot %v", d.kind(), d.name(), *sc.RunAsUser, *sc.RunAsNonRoot)
+	}
+	gpuWorker := strings.Contains(d.name(), "-worker-") && spec.RuntimeClassName != nil
+	natsOnHost := d.kind() == "StatefulSet" && slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.HostPath != nil })
+	if root && !gpuWorker && !natsOnHost {
+		t.Errorf("%s %s runs as root", d.kind(), d.name())
+	}
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		cs := c.SecurityContext
+		if cs == nil || cs.AllowPrivilegeEscalation == nil || *cs.AllowPrivilegeEscalation ||
+			cs.ReadOnlyRootFilesystem == nil || !*cs.ReadOnlyRootFilesystem ||
+			cs.Capabilities == nil || !slices.Equal(cs.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(cs.Capabilities.Add) != 0 {
+			t.Errorf("%s %s container %s: securityContext %+v, want no privilege escalation, a read-only root and every capability dropped", d.kind(), d.name(), c.Name, cs)
+		}
+		if strings.Contains(d.name(), "-worker-") {
+			tmp := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/tmp" })
+			if !tmp {
+				t.Errorf("%s %s container %s: no writable /tmp under its read-only root", d.kind(), d.name(), c.Name)
+			}
+		}
 	}
 }
 
@@ -1065,6 +1104,9 @@ func TestAnalyticsNATSWithoutStorageProvisioner(t *testing.T) {
 			if v.Name == "data" && v.HostPath != nil {
 				hostPath = v.HostPath.Path
 			}
+		}
+		if sc := sts.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsUser == nil || (*sc.RunAsUser == 0) != disabled {
+			t.Errorf("local-storage disabled %v: NATS securityContext %+v; want root only on the root-owned hostPath", disabled, sc)
 		}
 		if disabled && (hostPath != NATSHostPath || len(sts.Spec.VolumeClaimTemplates) != 0) {
 			t.Errorf("local-storage disabled: data hostPath %q, %d PVC templates; want %s and none", hostPath, len(sts.Spec.VolumeClaimTemplates), NATSHostPath)

@@ -52,6 +52,36 @@ enableServiceLinks: false
 {{- end -}}
 
 {{/*
+Pod security, from the user a pod runs as: that user explicitly, since
+several images name none (MediaMTX's is built FROM scratch, the NATS alpine
+image runs as root) and runAsNonRoot alone would refuse to start them;
+non-root unless the user is 0; RuntimeDefault seccomp. Call with
+(list $ uid).
+*/}}
+{{- define "perch-analytics.podSecurity" -}}
+{{- $uid := int (index . 1) -}}
+securityContext:
+  runAsUser: {{ $uid }}
+  runAsGroup: {{ $uid }}
+  runAsNonRoot: {{ ne $uid 0 }}
+  {{- if ne $uid 0 }}
+  fsGroup: {{ $uid }}
+  {{- end }}
+  seccompProfile:
+    type: RuntimeDefault
+{{- end -}}
+
+{{/* Every container: no privilege escalation, no capabilities (every port
+is above 1024), nothing written outside its volumes. */}}
+{{- define "perch-analytics.containerSecurity" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: ["ALL"]
+{{- end -}}
+
+{{/*
 Worker slots: the fixed set of workers streams are assigned to, w0 to
 w(N-1). Slots left without a stream render no worker.
 */}}
