@@ -1184,3 +1184,51 @@ func TestAnalyticsMonitorsOnlyWhatIsServed(t *testing.T) {
 		}
 	}
 }
+
+// Under MIG the workers request what the device plugin advertises: one
+// slot per MIG instance (x shares), each asking for its own resource, so
+// none waits forever for an nvidia.com/gpu that MIG GPUs do not offer.
+func TestAnalyticsMIG(t *testing.T) {
+	c := loadChart(t)
+	for _, tt := range []struct {
+		name string
+		res  []GPUResource
+		gpus int
+		want map[string]int // resource -> workers requesting it
+	}{
+		{"single", []GPUResource{{Name: "nvidia.com/gpu", Count: 7}}, 1, map[string]int{"nvidia.com/gpu": 7}},
+		{"mixed", []GPUResource{{Name: "nvidia.com/gpu", Count: 1}, {Name: "nvidia.com/mig-1g.10gb", Count: 2}, {Name: "nvidia.com/mig-3g.40gb", Count: 1}}, 2,
+			map[string]int{"nvidia.com/gpu": 1, "nvidia.com/mig-1g.10gb": 2, "nvidia.com/mig-3g.40gb": 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := appliance(func(a *Appliance) { a.Pipeline.Streams = streams(12) })
+			got := map[string]int{}
+			for _, d := range render(t, c, values(t, a, Node{GPUs: tt.gpus, GPUResources: tt.res}), capabilities(false)) {
+				if d.kind() != "Deployment" || !strings.Contains(d.name(), "-worker-") {
+					continue
+				}
+				ctr := strict[appsv1.Deployment](t, d).Spec.Template.Spec.Containers[0]
+				for name, q := range ctr.Resources.Limits {
+					if strings.HasPrefix(string(name), "nvidia.com/") {
+						if q.Value() != 1 {
+							t.Errorf("%s: %s limit %v, want 1", d.name(), name, q.String())
+						}
+						got[string(name)]++
+					}
+				}
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("workers request %v, want %v", got, tt.want)
+			}
+			// PerchGPUsMissing compares capacity with GPUs x what each
+			// advertises as nvidia.com/gpu: 7 MIG instances on one GPU
+			// under single; half a GPU's worth on average under mixed
+			perGPU := map[string]string{"single": "* 7 #", "mixed": "* 0.5 #"}[tt.name]
+			for _, d := range render(t, c, values(t, a, Node{GPUs: tt.gpus, GPUResources: tt.res, MonitoringCRDs: true}), capabilities(false)) {
+				if d.kind() == "PrometheusRule" && !strings.Contains(d.text, perGPU) {
+					t.Errorf("PerchGPUsMissing lacks %q for %s:\n%s", perGPU, tt.name, d.text)
+				}
+			}
+		})
+	}
+}

@@ -626,3 +626,58 @@ func TestGrafanaAdminManifest(t *testing.T) {
 		t.Errorf("secret %+v", sec)
 	}
 }
+
+// What the device plugin advertises for an inventory: under MIG single
+// every MIG instance is an nvidia.com/gpu; under mixed a MIG GPU's
+// instances are nvidia.com/mig-<profile> and only the other GPUs are
+// nvidia.com/gpu. The pipeline's workers request exactly these.
+func TestGPUResources(t *testing.T) {
+	mig := func(profiles ...string) []gpu.MIGDevice {
+		var out []gpu.MIGDevice
+		for _, p := range profiles {
+			out = append(out, gpu.MIGDevice{Profile: p})
+		}
+		return out
+	}
+	single := inventory(2, true, true)
+	single.GPUs[0].MIGDevices = mig("1g.5gb", "1g.5gb")
+	single.GPUs[1].MIGDevices = mig("3g.20gb")
+	mixed := inventory(3, true, false, true)
+	mixed.GPUs[0].MIGDevices = mig("1g.5gb", "3g.20gb", "1g.5gb")
+	mixed.GPUs[2].MIGDevices = mig("1g.5gb+me")
+	for _, tt := range []struct {
+		name string
+		inv  *gpu.Inventory
+		want []manifests.GPUResource
+	}{
+		{"no GPU", nil, nil},
+		{"none", inventory(2), []manifests.GPUResource{{Name: "nvidia.com/gpu", Count: 2}}},
+		{"single", single, []manifests.GPUResource{{Name: "nvidia.com/gpu", Count: 3}}},
+		{"mixed", mixed, []manifests.GPUResource{
+			{Name: "nvidia.com/gpu", Count: 1},
+			{Name: "nvidia.com/mig-1g.5gb", Count: 2},
+			{Name: "nvidia.com/mig-1g.5gb.me", Count: 1},
+			{Name: "nvidia.com/mig-3g.20gb", Count: 1},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := GPUResources(tt.inv); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("GPUResources = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// time-slicing shares every advertised resource, MIG ones included
+	a := defaults()
+	a.GPU.Replicas = 2
+	dp := find(t, render(t, a, Inputs{GPU: mixed, Charts: bundleCharts(t)}), DevicePlugin)
+	cfg, _ := get(dp.Values, "config.map.default").(string)
+	for _, name := range []string{"nvidia.com/gpu", "nvidia.com/mig-1g.5gb", "nvidia.com/mig-3g.20gb"} {
+		if !strings.Contains(cfg, "name: "+name+"\n") {
+			t.Errorf("device plugin config shares no %s:\n%s", name, cfg)
+		}
+	}
+	an := find(t, render(t, a, Inputs{GPU: mixed, Charts: bundleCharts(t)}), Analytics)
+	if got := get(an.Values, "gpu.resources"); fmt.Sprint(got) == "[]" || got == nil {
+		t.Errorf("analytics gpu.resources %v, want the mixed resources", got)
+	}
+}

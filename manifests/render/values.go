@@ -2,8 +2,11 @@ package render
 
 import (
 	"fmt"
+	"maps"
 	"math/big"
 	"regexp"
+	"slices"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -57,6 +60,44 @@ func MIGStrategy(inv *gpu.Inventory) string {
 	return "mixed"
 }
 
+// GPUResources is what the device plugin advertises for an inventory
+// under MIGStrategy's strategy, before time-slicing: nvidia.com/gpu per GPU
+// without MIG; per MIG instance under single; under mixed, nvidia.com/gpu
+// per GPU without MIG and nvidia.com/mig-<profile> per MIG instance. A MIG
+// GPU without instances advertises nothing. Names are sorted after
+// nvidia.com/gpu so the slots, and the streams on them, stay put.
+func GPUResources(inv *gpu.Inventory) []manifests.GPUResource {
+	if inv == nil || len(inv.GPUs) == 0 {
+		return nil
+	}
+	strategy := MIGStrategy(inv)
+	counts := map[string]int{}
+	for _, g := range inv.GPUs {
+		switch {
+		case !g.MIGEnabled:
+			counts["nvidia.com/gpu"]++
+		case strategy == "single":
+			counts["nvidia.com/gpu"] += len(g.MIGDevices)
+		default:
+			for _, m := range g.MIGDevices {
+				// a resource name allows no "+" (1g.5gb+me); the
+				// device plugin's exact spelling of those is not
+				// checked here
+				counts["nvidia.com/mig-"+strings.ReplaceAll(m.Profile, "+", ".")]++
+			}
+		}
+	}
+	var out []manifests.GPUResource
+	if n, ok := counts["nvidia.com/gpu"]; ok {
+		out = append(out, manifests.GPUResource{Name: "nvidia.com/gpu", Count: n})
+		delete(counts, "nvidia.com/gpu")
+	}
+	for _, name := range slices.Sorted(maps.Keys(counts)) {
+		out = append(out, manifests.GPUResource{Name: name, Count: counts[name]})
+	}
+	return out
+}
+
 // devicePlugin: the chart's keys as of nvidia-device-plugin 0.17.
 func (e values) devicePlugin(info *chartInfo) (map[string]any, error) {
 	mig := MIGStrategy(e.in.GPU)
@@ -71,11 +112,20 @@ func (e values) devicePlugin(info *chartInfo) (map[string]any, error) {
 		"gfd": map[string]any{"enabled": false},
 	}
 	if r := e.a.GPU.Replicas; r > 1 {
+		// every resource is shared, MIG instances too: the workers count
+		// each as gpu.sharingReplicas slots
+		shared := []any{}
+		for _, res := range GPUResources(e.in.GPU) {
+			shared = append(shared, map[string]any{"name": res.Name, "replicas": r})
+		}
+		if len(shared) == 0 {
+			shared = append(shared, map[string]any{"name": "nvidia.com/gpu", "replicas": r})
+		}
 		cfg, err := yaml.Marshal(map[string]any{
 			"version": "v1",
 			"flags":   map[string]any{"migStrategy": mig},
 			"sharing": map[string]any{"timeSlicing": map[string]any{
-				"resources": []any{map[string]any{"name": "nvidia.com/gpu", "replicas": r}},
+				"resources": shared,
 			}},
 		})
 		if err != nil {
@@ -236,6 +286,7 @@ func prometheusVolume(size string) (string, error) {
 func (e values) analytics(*chartInfo) (map[string]any, error) {
 	return manifests.AnalyticsValues(e.a, manifests.Node{
 		GPUs:           e.gpus,
+		GPUResources:   GPUResources(e.in.GPU),
 		Registry:       e.in.Registry,
 		PullSecret:     e.in.PullSecret,
 		MonitoringCRDs: e.monitoring,

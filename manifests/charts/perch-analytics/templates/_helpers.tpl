@@ -82,13 +82,33 @@ securityContext:
 {{- end -}}
 
 {{/*
+The resource each GPU worker slot requests, as YAML {slots: [names]}, slot
+wN at index N: every device of gpu.resources (or gpu.count nvidia.com/gpu)
+gpu.sharingReplicas times, in order.
+*/}}
+{{- define "perch-analytics.slotResources" -}}
+{{- $res := .Values.gpu.resources -}}
+{{- if not $res -}}
+{{- $res = list (dict "name" "nvidia.com/gpu" "count" .Values.gpu.count) -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $r := $res -}}
+{{- range until (mul (int $r.count) (int $.Values.gpu.sharingReplicas) | int) -}}
+{{- $out = append $out $r.name -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "slots" $out) -}}
+{{- end -}}
+
+{{/*
 Worker slots: the fixed set of workers streams are assigned to, w0 to
-w(N-1). Slots left without a stream render no worker.
+w(N-1): one per advertised GPU device and share, or cpuProfile.workers.
+Slots left without a stream render no worker.
 */}}
 {{- define "perch-analytics.slotCount" -}}
 {{- $n := int .Values.inference.cpuProfile.workers -}}
 {{- if gt (int .Values.gpu.count) 0 -}}
-{{- $n = mul (int .Values.gpu.count) (int .Values.gpu.sharingReplicas) -}}
+{{- $n = len (include "perch-analytics.slotResources" . | fromYaml).slots -}}
 {{- end -}}
 {{- $n -}}
 {{- end -}}
