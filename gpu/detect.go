@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,17 @@ type Device struct {
 	ComputeMinor int    `json:"computeMinor"`
 	MIGEnabled   bool   `json:"migEnabled"`
 	Family       string `json:"family"`
+	// MIGDevices are the GPU's MIG instances: under MIG the device plugin
+	// advertises these, not the GPU.
+	MIGDevices []MIGDevice `json:"migDevices,omitempty"`
+}
+
+// MIGDevice is one MIG GPU instance.
+type MIGDevice struct {
+	// Profile is the instance's profile as the device plugin names its
+	// resource after it (nvidia.com/mig-<profile>): 1g.5gb, 3g.20gb,
+	// 1g.5gb+me (media extensions).
+	Profile string `json:"profile"`
 }
 
 // Error is an NVML call that failed, with what a person can do about it.
@@ -290,7 +302,65 @@ func device(ctx context.Context, lib Library, i int) (Device, error) {
 		return out, err
 	}
 	out.MIGEnabled = r == nvml.SUCCESS && mig == nvml.DEVICE_MIG_ENABLE
+	if out.MIGEnabled {
+		if out.MIGDevices, err = migDevices(ctx, h, named, mem.Total); err != nil {
+			return out, err
+		}
+	}
 	return out, nil
+}
+
+// migDevices lists the GPU instances of every profile the GPU supports.
+// Each is taken as one MIG device, which is what `nvidia-smi mig -cgi ...
+// -C` and mig-parted make (one compute instance filling its GPU instance);
+// a GPU instance split into smaller compute instances is advertised by
+// the device plugin under a c.g.gb name this does not model.
+func migDevices(ctx context.Context, h nvml.Device, named func(string) string, totalBytes uint64) ([]MIGDevice, error) {
+	var out []MIGDevice
+	for id := 0; id < nvml.GPU_INSTANCE_PROFILE_COUNT; id++ {
+		c := named(fmt.Sprintf("GetGpuInstanceProfileInfo(%d)", id))
+		info, r, err := call(ctx, c, func() (nvml.GpuInstanceProfileInfo, nvml.Return) { return h.GetGpuInstanceProfileInfo(id) })
+		if err != nil {
+			return nil, err
+		}
+		if r == nvml.ERROR_NOT_SUPPORTED || r == nvml.ERROR_INVALID_ARGUMENT {
+			continue // a profile this GPU does not have
+		}
+		if r != nvml.SUCCESS {
+			return nil, nvmlErr(c, r)
+		}
+		c = named(fmt.Sprintf("GetGpuInstances(%d)", id))
+		gis, r, err := call(ctx, c, func() ([]nvml.GpuInstance, nvml.Return) { return h.GetGpuInstances(&info) })
+		if err != nil {
+			return nil, err
+		}
+		if r != nvml.SUCCESS {
+			return nil, nvmlErr(c, r)
+		}
+		name := migProfile(id, info, totalBytes)
+		for range gis {
+			out = append(out, MIGDevice{Profile: name})
+		}
+	}
+	return out, nil
+}
+
+// migProfile names a GPU instance profile as go-nvlib does, whose names
+// the device plugin's resources carry: slices, then memory in GB as the
+// instance's share of the GPU rounded up to eighths of its whole GB.
+func migProfile(id int, info nvml.GpuInstanceProfileInfo, totalBytes uint64) string {
+	const gib = 1 << 30
+	gb := uint64(0)
+	if totalBytes > 0 {
+		frac := float64(info.MemorySizeMB) * (1 << 20) / float64(totalBytes)
+		frac = math.Ceil(frac*8) / 8
+		gb = uint64(math.Round(frac * float64((totalBytes+gib-1)/gib)))
+	}
+	name := fmt.Sprintf("%dg.%dgb", info.SliceCount, gb)
+	if id == nvml.GPU_INSTANCE_PROFILE_1_SLICE_REV1 {
+		name += "+me"
+	}
+	return name
 }
 
 // busID is NVML's bus id string ("00000000:3B:00.0"), lower-cased. Some

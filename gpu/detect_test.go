@@ -2,8 +2,11 @@ package gpu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"maps"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +40,7 @@ func TestDetectDGXA100(t *testing.T) {
 	for i, g := range inv.GPUs {
 		want := Device{Index: i, Name: "Mock NVIDIA A100-SXM4-40GB", UUID: dev(s, i).UUID, MemoryMiB: 40960,
 			ComputeMajor: 8, ComputeMinor: 0, Family: "ampere"}
-		if g != want {
+		if !reflect.DeepEqual(g, want) {
 			t.Errorf("GPU %d = %+v\nwant %+v", i, g, want)
 		}
 		if !strings.HasPrefix(g.UUID, "GPU-") || uuids[g.UUID] {
@@ -293,5 +296,44 @@ func TestLabelValue(t *testing.T) {
 		if got := labelValue(in); got != want {
 			t.Errorf("labelValue(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The device plugin advertises MIG instances, not GPUs, under MIG: the
+// inventory names each GPU instance by the profile the plugin names its
+// resource after (nvidia.com/mig-1g.5gb).
+func TestDetectMIGDevices(t *testing.T) {
+	s := dgxa100.New()
+	d := dev(s, 0)
+	d.MigMode = nvml.DEVICE_MIG_ENABLE
+	for _, id := range []int{nvml.GPU_INSTANCE_PROFILE_1_SLICE, nvml.GPU_INSTANCE_PROFILE_1_SLICE, nvml.GPU_INSTANCE_PROFILE_3_SLICE} {
+		info, r := d.GetGpuInstanceProfileInfo(id)
+		if r != nvml.SUCCESS {
+			t.Fatal(r)
+		}
+		if _, r := d.CreateGpuInstance(&info); r != nvml.SUCCESS {
+			t.Fatal(r)
+		}
+	}
+	dev(s, 1).MigMode = nvml.DEVICE_MIG_ENABLE // MIG on, no instance yet
+	inv, err := Detect(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range inv.GPUs[0].MIGDevices {
+		got = append(got, m.Profile)
+	}
+	slices.Sort(got)
+	if want := []string{"1g.5gb", "1g.5gb", "3g.20gb"}; !slices.Equal(got, want) {
+		t.Errorf("GPU 0 MIG devices %v, want %v", got, want)
+	}
+	if !inv.GPUs[1].MIGEnabled || len(inv.GPUs[1].MIGDevices) != 0 || len(inv.GPUs[2].MIGDevices) != 0 {
+		t.Errorf("GPU 1 (MIG, no instances) %+v, GPU 2 (no MIG) %+v: want no MIG devices", inv.GPUs[1], inv.GPUs[2])
+	}
+	// a GPU without MIG devices keeps its JSON as before
+	b, err := json.Marshal(inv.GPUs[2])
+	if err != nil || strings.Contains(string(b), "migDevices") {
+		t.Errorf("JSON of a GPU without MIG devices: %s (%v)", b, err)
 	}
 }

@@ -8,10 +8,21 @@ import (
 // Node is what the values depend on besides the config: found on the
 // node or decided by the install.
 type Node struct {
-	GPUs           int    // GPUs pods may use; 0 = CPU-only profile
+	GPUs int // GPUs pods may use; 0 = CPU-only profile
+	// GPUResources are what the device plugin advertises for those GPUs,
+	// before time-slicing: under MIG, the MIG instances (as nvidia.com/gpu
+	// or nvidia.com/mig-<profile>). Empty: GPUs x nvidia.com/gpu.
+	GPUResources   []GPUResource
 	Registry       string // host:port every image is pulled through, "" = upstream
 	PullSecret     string // name of the pull Secret in the release namespace, "" = none
 	MonitoringCRDs bool   // the Prometheus Operator CRDs are (or will be) installed
+}
+
+// GPUResource is one extended resource the device plugin advertises and
+// how many devices carry it; each is a worker slot per time-slicing share.
+type GPUResource struct {
+	Name  string
+	Count int
 }
 
 // AnalyticsValues computes the perch-analytics values for an appliance. It
@@ -36,6 +47,19 @@ func AnalyticsValues(a *Appliance, n Node) (map[string]any, error) {
 	if a.GPU.Off {
 		gpus = 0
 	}
+	resources := []any{}
+	if gpus > 0 {
+		rs := n.GPUResources
+		if len(rs) == 0 {
+			rs = []GPUResource{{Name: "nvidia.com/gpu", Count: gpus}}
+		}
+		for _, r := range rs {
+			if r.Count < 0 {
+				return nil, fmt.Errorf("analytics values: %d devices of %s; the GPU probe must report 0 or more", r.Count, r.Name)
+			}
+			resources = append(resources, map[string]any{"name": r.Name, "count": r.Count})
+		}
+	}
 
 	streams := make([]any, 0, len(a.Pipeline.Streams))
 	for _, s := range a.Pipeline.Streams {
@@ -55,6 +79,7 @@ func AnalyticsValues(a *Appliance, n Node) (map[string]any, error) {
 		"gpu": map[string]any{
 			"count":           gpus,
 			"sharingReplicas": replicas,
+			"resources":       resources,
 		},
 		"gateway":   map[string]any{"enabled": a.Pipeline.Enabled, "service": map[string]any{"type": a.ServiceType()}},
 		"inference": map[string]any{"enabled": a.Pipeline.Enabled},
@@ -73,7 +98,7 @@ const NATSHostPath = "/var/lib/perch/nats"
 
 func natsValues(a *Appliance) map[string]any {
 	v := map[string]any{"enabled": a.Pipeline.Enabled}
-	if !a.storageProvisioner() {
+	if !a.StorageProvisioner() {
 		v["jetstream"] = map[string]any{"hostPath": NATSHostPath}
 	}
 	return v

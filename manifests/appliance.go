@@ -56,8 +56,8 @@ func (a *Appliance) ServiceType() string {
 	return "LoadBalancer"
 }
 
-// storageProvisioner says whether k3s's local-path provisioner runs, which
+// StorageProvisioner says whether k3s's local-path provisioner runs, which
 // a PersistentVolumeClaim waits for.
-func (a *Appliance) storageProvisioner() bool {
+func (a *Appliance) StorageProvisioner() bool {
 	return !slices.Contains(a.K3s.Disable, "local-storage")
 }

@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"testing"
@@ -18,6 +19,8 @@ const (
 	alertsInChart = "files/perch-alerts.yaml" // in AnalyticsChart()
 	alertsFile    = "charts/perch-analytics/" + alertsInChart
 	alertTests    = "testdata/perch-alerts_test.yaml"
+	// cases run against the rules as rendered with gpu.sharingReplicas 4
+	alertTimeSlicedTests = "testdata/perch-alerts-time-sliced_test.yaml"
 )
 
 // alertRules is the part of the rule-file format these tests read.
@@ -97,6 +100,39 @@ func TestPromtoolCheckRules(t *testing.T) {
 
 func TestPromtoolTestRules(t *testing.T) {
 	promtool(t, "test", "rules", alertTests)
+}
+
+// The GPU-count rule depends on gpu.sharingReplicas, which the chart writes
+// into it: its time-sliced cases run against the rules as rendered, with
+// nothing but what the chart knows and what dcgm-exporter and
+// kube-state-metrics really export.
+func TestPromtoolTimeSlicedRules(t *testing.T) {
+	a := appliance(func(a *Appliance) { a.GPU.Replicas = 4 })
+	var spec any
+	for _, d := range render(t, loadChart(t), values(t, a, Node{GPUs: 2, MonitoringCRDs: true}), capabilities(false)) {
+		if d.kind() == "PrometheusRule" {
+			spec = d.obj["spec"]
+		}
+	}
+	if spec == nil {
+		t.Fatal("no PrometheusRule rendered")
+	}
+	rules, err := yaml.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile(alertTimeSlicedTests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{"perch-alerts.yaml": rules, "time-sliced_test.yaml": tests} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	promtool(t, "check", "rules", filepath.Join(dir, "perch-alerts.yaml"))
+	promtool(t, "test", "rules", filepath.Join(dir, "time-sliced_test.yaml"))
 }
 
 // The parser is checked against a plain text scan so that a YAML shape it

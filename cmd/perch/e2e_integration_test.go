@@ -136,6 +136,7 @@ type camera struct {
 	mu        sync.Mutex
 	at        map[string]time.Time
 	clusterIP string
+	metricsIP string // the gateway's metrics Service, kept off the LoadBalancer
 	lastErr   string
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -183,6 +184,12 @@ func (c *camera) gatewayURL(port int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return fmt.Sprintf("http://%s:%d", c.clusterIP, port)
+}
+
+func (c *camera) metricsURL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("http://%s:9998/metrics", c.metricsIP)
 }
 
 func (c *camera) stop() {
@@ -248,6 +255,11 @@ func (c *camera) observe(ctx context.Context, cs *kubernetes.Clientset) {
 		c.clusterIP = svc.Spec.ClusterIP
 		c.mu.Unlock()
 	}
+	if svc, err := cs.CoreV1().Services("perch").Get(ctx, "perch-analytics-gateway-metrics", metav1.GetOptions{}); err == nil {
+		c.mu.Lock()
+		c.metricsIP = svc.Spec.ClusterIP
+		c.mu.Unlock()
+	}
 	if pods, err := cs.CoreV1().Pods("perch").List(ctx, metav1.ListOptions{}); err == nil {
 		running := map[string]bool{}
 		for _, p := range pods.Items {
@@ -268,7 +280,7 @@ func (c *camera) observeWhile(ctx context.Context, cs *kubernetes.Clientset) {
 		if cs != nil {
 			c.observe(ctx, cs)
 		}
-		if body, err := httpGet(ctx, c.gatewayURL(9998)+"/metrics"); err == nil && strings.Contains(body, `paths{name="ingest/cam1",state="ready"} 1`) {
+		if body, err := httpGet(ctx, c.metricsURL()); err == nil && strings.Contains(body, `paths{name="ingest/cam1",state="ready"} 1`) {
 			c.mark("camera publishing")
 		}
 		sleepCtx(ctx, time.Second)

@@ -396,8 +396,8 @@ func TestMonitoringValues(t *testing.T) {
 	if got := get(m.Values, "prometheus.prometheusSpec.retention"); got != "30d" {
 		t.Errorf("retention %v", got)
 	}
-	if got := get(m.Values, "prometheus.prometheusSpec.retentionSize"); got != nil {
-		t.Errorf("retentionSize %v without monitoring.retentionSize", got)
+	if got := get(m.Values, "prometheus.prometheusSpec.retentionSize"); got != DefaultRetentionSize {
+		t.Errorf("retentionSize %v without monitoring.retentionSize, want the default %s", got, DefaultRetentionSize)
 	}
 	a.Monitoring.RetentionSize, a.Monitoring.Alertmanager = "20GB", true
 	m2 := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
@@ -412,6 +412,63 @@ func TestMonitoringValues(t *testing.T) {
 	m = find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
 	if get(m.Values, "grafana.enabled") != true {
 		t.Errorf("grafana.enabled %v with monitoring.grafana on", get(m.Values, "grafana.enabled"))
+	}
+}
+
+// Prometheus keeps its data across a restart on a local-path volume sized
+// from the retention bound plus headroom; without a provisioner, where a
+// PVC would stay Pending, an emptyDir bounded the same way.
+func TestMonitoringStorage(t *testing.T) {
+	tests := []struct {
+		size, disable string
+		wantSize      string // PVC request or emptyDir sizeLimit
+		wantPVC       bool
+	}{
+		{"", "", "12Gi", true}, // DefaultRetentionSize 10GB
+		{"10GB", "", "12Gi", true},
+		{"512MB", "", "1Gi", true},
+		{"100KB", "", "1Gi", true},
+		{"50GB", "", "60Gi", true},
+		{"1TB", "", "1229Gi", true},
+		{"10GB", "local-storage", "12Gi", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.size+"/"+tt.disable, func(t *testing.T) {
+			a := defaults()
+			a.Monitoring.RetentionSize = tt.size
+			if tt.disable != "" {
+				a.K3s.Disable = []string{tt.disable}
+			}
+			m := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
+			spec := "prometheus.prometheusSpec."
+			want := tt.size
+			if want == "" {
+				want = DefaultRetentionSize
+			}
+			if got := get(m.Values, spec+"retentionSize"); got != want {
+				t.Errorf("retentionSize %v, want %s: the TSDB must stay inside its volume", got, want)
+			}
+			pvc := get(m.Values, spec+"storageSpec.volumeClaimTemplate.spec")
+			empty := get(m.Values, spec+"storageSpec.emptyDir")
+			if tt.wantPVC {
+				if got := get(m.Values, spec+"storageSpec.volumeClaimTemplate.spec.storageClassName"); got != "local-path" {
+					t.Errorf("storageClassName %v, want local-path (in %v)", got, pvc)
+				}
+				if got := get(m.Values, spec+"storageSpec.volumeClaimTemplate.spec.resources.requests.storage"); got != tt.wantSize {
+					t.Errorf("PVC size %v, want %s", got, tt.wantSize)
+				}
+				if empty != nil {
+					t.Errorf("emptyDir %v beside a PVC", empty)
+				}
+				return
+			}
+			if pvc != nil {
+				t.Errorf("local-storage disabled: PVC %v would stay Pending", pvc)
+			}
+			if got := get(m.Values, spec+"storageSpec.emptyDir.sizeLimit"); got != tt.wantSize {
+				t.Errorf("emptyDir sizeLimit %v, want %s", got, tt.wantSize)
+			}
+		})
 	}
 }
 
@@ -567,5 +624,60 @@ func TestGrafanaAdminManifest(t *testing.T) {
 	if sec.Kind != "Secret" || sec.Metadata.Name != GrafanaAdminSecret || sec.Metadata.Namespace != "monitoring" ||
 		sec.StringData["admin-password"] != "s3cret-pw" || sec.StringData["admin-user"] != "admin" {
 		t.Errorf("secret %+v", sec)
+	}
+}
+
+// What the device plugin advertises for an inventory: under MIG single
+// every MIG instance is an nvidia.com/gpu; under mixed a MIG GPU's
+// instances are nvidia.com/mig-<profile> and only the other GPUs are
+// nvidia.com/gpu. The pipeline's workers request exactly these.
+func TestGPUResources(t *testing.T) {
+	mig := func(profiles ...string) []gpu.MIGDevice {
+		var out []gpu.MIGDevice
+		for _, p := range profiles {
+			out = append(out, gpu.MIGDevice{Profile: p})
+		}
+		return out
+	}
+	single := inventory(2, true, true)
+	single.GPUs[0].MIGDevices = mig("1g.5gb", "1g.5gb")
+	single.GPUs[1].MIGDevices = mig("3g.20gb")
+	mixed := inventory(3, true, false, true)
+	mixed.GPUs[0].MIGDevices = mig("1g.5gb", "3g.20gb", "1g.5gb")
+	mixed.GPUs[2].MIGDevices = mig("1g.5gb+me")
+	for _, tt := range []struct {
+		name string
+		inv  *gpu.Inventory
+		want []manifests.GPUResource
+	}{
+		{"no GPU", nil, nil},
+		{"none", inventory(2), []manifests.GPUResource{{Name: "nvidia.com/gpu", Count: 2}}},
+		{"single", single, []manifests.GPUResource{{Name: "nvidia.com/gpu", Count: 3}}},
+		{"mixed", mixed, []manifests.GPUResource{
+			{Name: "nvidia.com/gpu", Count: 1},
+			{Name: "nvidia.com/mig-1g.5gb", Count: 2},
+			{Name: "nvidia.com/mig-1g.5gb.me", Count: 1},
+			{Name: "nvidia.com/mig-3g.20gb", Count: 1},
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := GPUResources(tt.inv); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("GPUResources = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// time-slicing shares every advertised resource, MIG ones included
+	a := defaults()
+	a.GPU.Replicas = 2
+	dp := find(t, render(t, a, Inputs{GPU: mixed, Charts: bundleCharts(t)}), DevicePlugin)
+	cfg, _ := get(dp.Values, "config.map.default").(string)
+	for _, name := range []string{"nvidia.com/gpu", "nvidia.com/mig-1g.5gb", "nvidia.com/mig-3g.20gb"} {
+		if !strings.Contains(cfg, "name: "+name+"\n") {
+			t.Errorf("device plugin config shares no %s:\n%s", name, cfg)
+		}
+	}
+	an := find(t, render(t, a, Inputs{GPU: mixed, Charts: bundleCharts(t)}), Analytics)
+	if got := get(an.Values, "gpu.resources"); fmt.Sprint(got) == "[]" || got == nil {
+		t.Errorf("analytics gpu.resources %v, want the mixed resources", got)
 	}
 }

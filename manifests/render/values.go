@@ -1,6 +1,13 @@
 package render
 
 import (
+	"fmt"
+	"maps"
+	"math/big"
+	"regexp"
+	"slices"
+	"strings"
+
 	"sigs.k8s.io/yaml"
 
 	"github.com/perchedge/perch/gpu"
@@ -53,6 +60,44 @@ func MIGStrategy(inv *gpu.Inventory) string {
 	return "mixed"
 }
 
+// GPUResources is what the device plugin advertises for an inventory
+// under MIGStrategy's strategy, before time-slicing: nvidia.com/gpu per GPU
+// without MIG; per MIG instance under single; under mixed, nvidia.com/gpu
+// per GPU without MIG and nvidia.com/mig-<profile> per MIG instance. A MIG
+// GPU without instances advertises nothing. Names are sorted after
+// nvidia.com/gpu so the slots, and the streams on them, stay put.
+func GPUResources(inv *gpu.Inventory) []manifests.GPUResource {
+	if inv == nil || len(inv.GPUs) == 0 {
+		return nil
+	}
+	strategy := MIGStrategy(inv)
+	counts := map[string]int{}
+	for _, g := range inv.GPUs {
+		switch {
+		case !g.MIGEnabled:
+			counts["nvidia.com/gpu"]++
+		case strategy == "single":
+			counts["nvidia.com/gpu"] += len(g.MIGDevices)
+		default:
+			for _, m := range g.MIGDevices {
+				// a resource name allows no "+" (1g.5gb+me); the
+				// device plugin's exact spelling of those is not
+				// checked here
+				counts["nvidia.com/mig-"+strings.ReplaceAll(m.Profile, "+", ".")]++
+			}
+		}
+	}
+	var out []manifests.GPUResource
+	if n, ok := counts["nvidia.com/gpu"]; ok {
+		out = append(out, manifests.GPUResource{Name: "nvidia.com/gpu", Count: n})
+		delete(counts, "nvidia.com/gpu")
+	}
+	for _, name := range slices.Sorted(maps.Keys(counts)) {
+		out = append(out, manifests.GPUResource{Name: name, Count: counts[name]})
+	}
+	return out
+}
+
 // devicePlugin: the chart's keys as of nvidia-device-plugin 0.17.
 func (e values) devicePlugin(info *chartInfo) (map[string]any, error) {
 	mig := MIGStrategy(e.in.GPU)
@@ -67,11 +112,20 @@ func (e values) devicePlugin(info *chartInfo) (map[string]any, error) {
 		"gfd": map[string]any{"enabled": false},
 	}
 	if r := e.a.GPU.Replicas; r > 1 {
+		// every resource is shared, MIG instances too: the workers count
+		// each as gpu.sharingReplicas slots
+		shared := []any{}
+		for _, res := range GPUResources(e.in.GPU) {
+			shared = append(shared, map[string]any{"name": res.Name, "replicas": r})
+		}
+		if len(shared) == 0 {
+			shared = append(shared, map[string]any{"name": "nvidia.com/gpu", "replicas": r})
+		}
 		cfg, err := yaml.Marshal(map[string]any{
 			"version": "v1",
 			"flags":   map[string]any{"migStrategy": mig},
 			"sharing": map[string]any{"timeSlicing": map[string]any{
-				"resources": []any{map[string]any{"name": "nvidia.com/gpu", "replicas": r}},
+				"resources": shared,
 			}},
 		})
 		if err != nil {
@@ -121,11 +175,32 @@ func (e values) monitoringStack(info *chartInfo) (map[string]any, error) {
 		"ruleSelectorNilUsesHelmValues":           false,
 		"probeSelectorNilUsesHelmValues":          false,
 	}
-	if m.RetentionSize != "" {
-		spec["retentionSize"] = m.RetentionSize
-	}
 	if m.Retention != "" {
 		spec["retention"] = m.Retention
+	}
+	size := m.RetentionSize
+	if size == "" {
+		size = DefaultRetentionSize
+	}
+	volume, err := prometheusVolume(size)
+	if err != nil {
+		return nil, err
+	}
+	spec["retentionSize"] = size
+	if e.a.StorageProvisioner() {
+		spec["storageSpec"] = map[string]any{"volumeClaimTemplate": map[string]any{"spec": map[string]any{
+			"storageClassName": LocalPathStorageClass,
+			"accessModes":      []any{"ReadWriteOnce"},
+			"resources":        map[string]any{"requests": map[string]any{"storage": volume}},
+		}}}
+	} else {
+		// Without a provisioner a PVC stays Pending. A hostPath (as NATS
+		// uses) would be created root-owned, and Prometheus runs as uid
+		// 1000: it could not write there. So the data lives in an emptyDir
+		// and is lost when the pod goes, but its size limit keeps it off
+		// the rest of the node's disk, and retentionSize keeps Prometheus
+		// under that limit before the kubelet would evict it.
+		spec["storageSpec"] = map[string]any{"emptyDir": map[string]any{"sizeLimit": volume}}
 	}
 	v := map[string]any{
 		// k3s runs etcd, the controller manager, the scheduler and the
@@ -170,10 +245,48 @@ func (e values) monitoringStack(info *chartInfo) (map[string]any, error) {
 	return e.withImages(info, v)
 }
 
+// DefaultRetentionSize bounds Prometheus when monitoring.retentionSize is
+// not set: a time limit alone lets a busy appliance fill its disk first.
+const DefaultRetentionSize = "10GB"
+
+// LocalPathStorageClass is the class of k3s's local-path provisioner.
+const LocalPathStorageClass = "local-path"
+
+// promSizeUnits are the units of Prometheus's retention size, which it
+// reads as powers of 1024 (KB = 1024 bytes).
+var promSizeUnits = map[string]int64{"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40, "PB": 1 << 50, "EB": 1 << 60}
+
+var promSize = regexp.MustCompile(`^([0-9]+)(B|KB|MB|GB|TB|PB|EB)$`)
+
+// prometheusVolume is the volume for a retention size: 20 % over it,
+// whole Gi and at least 1Gi. retentionSize counts the blocks and the WAL,
+// but Prometheus only deletes a block after it went over, and compaction
+// writes the new block before removing the old ones.
+func prometheusVolume(size string) (string, error) {
+	m := promSize.FindStringSubmatch(size)
+	if m == nil {
+		return "", fmt.Errorf("monitoring.retentionSize %q is not a Prometheus size like 10GB", size)
+	}
+	n, ok := new(big.Int).SetString(m[1], 10)
+	if !ok {
+		return "", fmt.Errorf("monitoring.retentionSize %q is not a Prometheus size like 10GB", size)
+	}
+	bytes := n.Mul(n, big.NewInt(promSizeUnits[m[2]]))
+	// ceil(bytes * 6/5 / Gi)
+	gi := big.NewInt(5 << 30)
+	v := new(big.Int).Mul(bytes, big.NewInt(6))
+	v.Add(v, new(big.Int).Sub(gi, big.NewInt(1))).Div(v, gi)
+	if v.Sign() == 0 {
+		v.SetInt64(1)
+	}
+	return v.String() + "Gi", nil
+}
+
 // analytics: the embedded pipeline chart; its values are its own package's.
 func (e values) analytics(*chartInfo) (map[string]any, error) {
 	return manifests.AnalyticsValues(e.a, manifests.Node{
 		GPUs:           e.gpus,
+		GPUResources:   GPUResources(e.in.GPU),
 		Registry:       e.in.Registry,
 		PullSecret:     e.in.PullSecret,
 		MonitoringCRDs: e.monitoring,

@@ -51,38 +51,116 @@ automountServiceAccountToken: false
 enableServiceLinks: false
 {{- end -}}
 
-{{/* Worker slots: the fixed set of workers streams are assigned to. */}}
-{{- define "perch-analytics.slotCount" -}}
-{{- $cap := int .Values.inference.cpuProfile.workers -}}
-{{- if gt (int .Values.gpu.count) 0 -}}
-{{- $cap = mul (int .Values.gpu.count) (int .Values.gpu.sharingReplicas) -}}
+{{/*
+Pod security, from the user a pod runs as: that user explicitly, since
+several images name none (MediaMTX's is built FROM scratch, the NATS alpine
+image runs as root) and runAsNonRoot alone would refuse to start them;
+non-root unless the user is 0; RuntimeDefault seccomp. Call with
+(list $ uid).
+*/}}
+{{- define "perch-analytics.podSecurity" -}}
+{{- $uid := int (index . 1) -}}
+securityContext:
+  runAsUser: {{ $uid }}
+  runAsGroup: {{ $uid }}
+  runAsNonRoot: {{ ne $uid 0 }}
+  {{- if ne $uid 0 }}
+  fsGroup: {{ $uid }}
+  {{- end }}
+  seccompProfile:
+    type: RuntimeDefault
 {{- end -}}
-{{- min $cap (len .Values.streams) -}}
+
+{{/* Every container: no privilege escalation, no capabilities (every port
+is above 1024), nothing written outside its volumes. */}}
+{{- define "perch-analytics.containerSecurity" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: ["ALL"]
+{{- end -}}
+
+{{/*
+The resource each GPU worker slot requests, as YAML {slots: [names]}, slot
+wN at index N: every device of gpu.resources (or gpu.count nvidia.com/gpu)
+gpu.sharingReplicas times, in order.
+*/}}
+{{- define "perch-analytics.slotResources" -}}
+{{- $res := .Values.gpu.resources -}}
+{{- if not $res -}}
+{{- $res = list (dict "name" "nvidia.com/gpu" "count" .Values.gpu.count) -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $r := $res -}}
+{{- range until (mul (int $r.count) (int $.Values.gpu.sharingReplicas) | int) -}}
+{{- $out = append $out $r.name -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "slots" $out) -}}
+{{- end -}}
+
+{{/*
+Worker slots: the fixed set of workers streams are assigned to, w0 to
+w(N-1): one per advertised GPU device and share, or cpuProfile.workers.
+Slots left without a stream render no worker.
+*/}}
+{{- define "perch-analytics.slotCount" -}}
+{{- $n := int .Values.inference.cpuProfile.workers -}}
+{{- if gt (int .Values.gpu.count) 0 -}}
+{{- $n = len (include "perch-analytics.slotResources" . | fromYaml).slots -}}
+{{- end -}}
+{{- $n -}}
 {{- end -}}
 
 {{/*
 Stream -> worker slot, as YAML {slot: [stream names]}, slots with no stream
-left out. Rendezvous (highest-random-weight) hashing: a stream goes to the
-slot whose sha256(stream/slot) is highest. The owner of a stream depends
-only on its own name and the slot count, so adding or removing other
-streams never moves it, and adding a slot moves only the streams the new
-slot wins. Equal-length hex strings compare like the numbers they spell.
+left out. Balanced and sticky, from the values alone (hand-edited values
+still assign every stream once): every (stream, slot) pair is ranked by
+sha256("stream/slot"), highest first, and a pair is taken when its stream
+has no slot yet and its slot has room. Room is floor(streams/slots), or one
+more while fewer than streams%slots slots have that many, so every slot
+ends within one stream of the mean. The ranking is a property of each pair,
+not of the order of the list, so the result is the one balanced assignment
+in which no stream and slot both rank each other above what they got: a
+change of streams or slots moves only the streams a chain of such
+preferences reaches (measured in TestAnalyticsAssignmentMoves). Equal-length
+hex strings sort like the numbers they spell; names are DNS labels, so a
+space separates the fields.
 */}}
 {{- define "perch-analytics.assignment" -}}
 {{- $slots := int (include "perch-analytics.slotCount" .) -}}
+{{- $n := len .Values.streams -}}
 {{- $out := dict -}}
+{{- if and (gt $slots 0) (gt $n 0) -}}
+{{- $q := div $n $slots -}}
+{{- $r := mod $n $slots -}}
+{{- $pairs := list -}}
 {{- range $s := .Values.streams -}}
-{{- $best := "" -}}
-{{- $owner := "" -}}
 {{- range $i := until $slots -}}
-{{- $slot := printf "w%d" $i -}}
-{{- $w := sha256sum (printf "%s/%s" $s.name $slot) -}}
-{{- if gt $w $best -}}
-{{- $best = $w -}}
-{{- $owner = $slot -}}
+{{- $pairs = append $pairs (printf "%s %d %s" (sha256sum (printf "%s/w%d" $s.name $i)) $i $s.name) -}}
 {{- end -}}
 {{- end -}}
-{{- $_ := set $out $owner (append (get $out $owner | default list) $s.name) -}}
+{{- $owner := dict -}}
+{{- $load := dict -}}
+{{- $full := 0 -}}
+{{- range $p := sortAlpha $pairs | reverse -}}
+{{- $f := splitList " " $p -}}
+{{- $slot := printf "w%s" (index $f 1) -}}
+{{- $name := index $f 2 -}}
+{{- if not (hasKey $owner $name) -}}
+{{- $l := int (get $load $slot | default 0) -}}
+{{- if or (lt $l $q) (and (eq $l $q) (lt $full $r)) -}}
+{{- if eq $l $q -}}{{- $full = add1 $full -}}{{- end -}}
+{{- $_ := set $load $slot (add1 $l) -}}
+{{- $_ := set $owner $name $slot -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $s := .Values.streams -}}
+{{- $slot := get $owner $s.name -}}
+{{- $_ := set $out $slot (append (get $out $slot | default list) $s.name) -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml $out -}}
 {{- end -}}
