@@ -492,7 +492,7 @@ var OtherEnv = []string{
 	"PERCH_BUNDLE_KEY_PASSWORD", "PERCH_CACHE", "PERCH_K3S_BIN", "PERCH_SANDBOX_CNI",
 	"PERCH_TUI_CAPTURE_DIR", "PERCH_TEST_MARK", "PERCH_TEST_MAIN_ARGS",
 	"PERCH_WORKER_SLOT", "PERCH_NATS_HOST", "PERCH_NATS_URL", "PERCH_STREAMS_FILE",
-	"PERCH_METRICS_ADDR", "PERCH_MODEL",
+	"PERCH_MODEL",
 }
 
 // otherEnvPrefixes are families of such variables (the benchmarks' inputs).
