@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/perchedge/perch/installer/status"
 	"github.com/perchedge/perch/internal/testimages"
@@ -26,7 +28,9 @@ import (
 // server/static/charts, installed by helm-controller's Job, with the
 // workload's image pulled through the appliance registry; Perch's own
 // readiness judgement (the one apps-ready and perch status use) sees the
-// app become ready, and deleting the HelmChart uninstalls the release.
+// app become ready, finding its pod through the release helm wrote (no
+// object carries the release label), and deleting the HelmChart
+// uninstalls the release.
 //
 // The Job runs the test tier's helm job image (internal/testimages/helmjob,
 // named as a stand-in for rancher/klipper-helm, which is only on the
@@ -47,7 +51,6 @@ func TestIntegrationHelmChartThroughHelmJob(t *testing.T) {
 kind: Deployment
 metadata:
   name: {{ .Release.Name }}
-  labels: {app.kubernetes.io/instance: {{ .Release.Name }}}
 spec:
   replicas: 1
   selector: {matchLabels: {app: probe}}
@@ -80,9 +83,12 @@ spec:
 	}, metav1.CreateOptions{})
 	must(t, err)
 	cs := s.client()
+	rc, err := clientcmd.BuildConfigFromFlags("", filepath.Join(s.root, "etc/perch/kubeconfig"))
+	must(t, err)
+	checker := status.Checker{Kube: cs, Meta: metadata.NewForConfigOrDie(rc)}
 	var last status.App
 	for {
-		last, err = status.CheckApp(ctx, cs, "probe", "probe")
+		last, err = checker.App(ctx, "probe", "probe")
 		if err == nil && last.State == status.AppReady {
 			break
 		}
@@ -97,6 +103,11 @@ spec:
 		time.Sleep(time.Second)
 	}
 	t.Logf("HelmChart to app ready (helm job, image through the mirror): %s", time.Since(start).Round(time.Millisecond))
+	// nothing carries the release label: the pod was traced from the
+	// release helm wrote, through its ReplicaSet to the Deployment
+	if last.Release < 1 || last.Pods != 1 || last.PodsReady != 1 || len(last.Workloads) != 1 {
+		t.Errorf("app probe: release %d, %d/%d pods ready, workloads %+v: want release 1 or later, 1/1, the Deployment", last.Release, last.PodsReady, last.Pods, last.Workloads)
+	}
 
 	must(t, hc.HelmV1().HelmCharts("kube-system").Delete(ctx, "probe", metav1.DeleteOptions{}))
 	for {
