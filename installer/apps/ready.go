@@ -77,7 +77,7 @@ func (s *appsReadyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.
 				r.Logf("helm-install-%s did not change in %s: the change left the release as it was", a.Name, rolloutGrace)
 			}
 		}
-		r.Logf("waiting for app %s (helm-install-%s, then its workloads in namespace %s)", a.Name, a.Name, a.Namespace)
+		r.Logf("waiting for app %s (helm-install-%s, then the pods of its release in namespace %s)", a.Name, a.Name, a.Namespace)
 		if err := waitApp(ctx, ch, a); err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}
@@ -119,9 +119,7 @@ func waitApp(ctx context.Context, ch status.Checker, a render.App) error {
 		if done {
 			return nil
 		}
-		if st.Name != "" {
-			last = st
-		}
+		last = st
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("not ready after %s: %s%s", appsTimeout, last.Reason, diagnose(ch.Kube, a, last))
