@@ -83,7 +83,11 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 	if n.GPU == nil {
 		n.GPU = gpu.Open()
 	}
-	i := &Installer{node: n, sink: o.Sink, arch: runtime.GOARCH, apps: apps.New(n)}
+	var regs []string
+	if cfg.Registry.Enabled {
+		regs = append(regs, registry.Addr(&cfg))
+	}
+	i := &Installer{node: n, sink: o.Sink, arch: runtime.GOARCH, apps: apps.New(n, regs...)}
 	if i.registry, err = registry.New(n); err != nil {
 		return nil, err
 	}

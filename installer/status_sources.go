@@ -10,9 +10,11 @@ import (
 
 	helmclient "github.com/k3s-io/helm-controller/pkg/generated/clientset/versioned"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/installer/bundle"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/host"
 	"github.com/perchedge/perch/installer/node"
@@ -27,6 +29,8 @@ func StatusSources(ctx context.Context, cfg *config.Appliance, h *host.Host, lib
 	var src status.Sources
 	src.GPU, src.GPUErr = gpu.Detect(ctx, lib)
 	src.Registry = registrySource(cfg, h)
+	// an unreadable bundle only loses the "not in the bundle" judgement
+	src.Bundles, _ = bundle.InstalledManifests(h)
 
 	raw, err := h.ReadFile(node.Kubeconfig)
 	switch {
@@ -51,6 +55,10 @@ func StatusSources(ctx context.Context, cfg *config.Appliance, h *host.Host, lib
 		return src
 	}
 	if src.Helm, err = helmclient.NewForConfig(rc); err != nil {
+		src.Kube, src.KubeErr = nil, err
+		return src
+	}
+	if src.Meta, err = metadata.NewForConfig(rc); err != nil {
 		src.Kube, src.KubeErr = nil, err
 	}
 	return src

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/perchedge/perch/installer/bundle"
+	"github.com/perchedge/perch/installer/host"
 	"github.com/perchedge/perch/installer/status"
 	"github.com/perchedge/perch/internal/testimages"
 	"github.com/perchedge/perch/manifests/render"
@@ -26,7 +31,10 @@ import (
 // server/static/charts, installed by helm-controller's Job, with the
 // workload's image pulled through the appliance registry; Perch's own
 // readiness judgement (the one apps-ready and perch status use) sees the
-// app become ready, and deleting the HelmChart uninstalls the release.
+// app become ready, finding its pod through the release helm wrote (no
+// object carries the release label); new values naming an image the
+// installed bundle lacks fail the app with that image named; and deleting
+// the HelmChart uninstalls the release.
 //
 // The Job runs the test tier's helm job image (internal/testimages/helmjob,
 // named as a stand-in for rancher/klipper-helm, which is only on the
@@ -47,7 +55,6 @@ func TestIntegrationHelmChartThroughHelmJob(t *testing.T) {
 kind: Deployment
 metadata:
   name: {{ .Release.Name }}
-  labels: {app.kubernetes.io/instance: {{ .Release.Name }}}
 spec:
   replicas: 1
   selector: {matchLabels: {app: probe}}
@@ -80,9 +87,12 @@ spec:
 	}, metav1.CreateOptions{})
 	must(t, err)
 	cs := s.client()
+	rc, err := clientcmd.BuildConfigFromFlags("", filepath.Join(s.root, "etc/perch/kubeconfig"))
+	must(t, err)
+	checker := status.Checker{Kube: cs, Meta: metadata.NewForConfigOrDie(rc)}
 	var last status.App
 	for {
-		last, err = status.CheckApp(ctx, cs, "probe", "probe")
+		last, err = checker.App(ctx, "probe", "probe")
 		if err == nil && last.State == status.AppReady {
 			break
 		}
@@ -97,6 +107,44 @@ spec:
 		time.Sleep(time.Second)
 	}
 	t.Logf("HelmChart to app ready (helm job, image through the mirror): %s", time.Since(start).Round(time.Millisecond))
+	// nothing carries the release label: the pod was traced from the
+	// release helm wrote, through its ReplicaSet to the Deployment
+	if last.Release < 1 || last.Pods != 1 || last.PodsReady != 1 || len(last.Workloads) != 1 {
+		t.Errorf("app probe: release %d, %d/%d pods ready, workloads %+v: want release 1 or later, 1/1, the Deployment", last.Release, last.PodsReady, last.Pods, last.Workloads)
+	}
+
+	// new values name an image the installed bundle lacks: helm upgrades
+	// the release, the new pod cannot pull, and the judgement says why
+	h, err := host.Open(s.root)
+	must(t, err)
+	defer h.Close()
+	installed, err := bundle.InstalledManifests(h)
+	must(t, err)
+	if len(installed) != 1 {
+		t.Fatalf("installed bundles: %d, want 1", len(installed))
+	}
+	checker.Images = status.NewBundleImages(nil, installed...)
+	missing := s.ref("missing")
+	got, err := hc.HelmV1().HelmCharts("kube-system").Get(ctx, "probe", metav1.GetOptions{})
+	must(t, err)
+	got.Spec.ValuesContent = "image: " + missing + "\n"
+	upgraded := time.Now()
+	_, err = hc.HelmV1().HelmCharts("kube-system").Update(ctx, got, metav1.UpdateOptions{})
+	must(t, err)
+	for {
+		last, err = checker.App(ctx, "probe", "probe")
+		if err == nil && last.State == status.AppFailed {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("an image not in the bundle did not fail the app: %+v (%v)", last, err)
+		}
+		time.Sleep(time.Second)
+	}
+	if !strings.Contains(last.Reason, missing) || !strings.Contains(last.Reason, "not in the bundle") || last.Release < 2 {
+		t.Errorf("app probe failed with %q (release %d): want %s named, not in the bundle, release 2 or later", last.Reason, last.Release, missing)
+	}
+	t.Logf("new values to app failed: %s: %s", time.Since(upgraded).Round(time.Second), last.Reason)
 
 	must(t, hc.HelmV1().HelmCharts("kube-system").Delete(ctx, "probe", metav1.DeleteOptions{}))
 	for {

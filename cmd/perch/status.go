@@ -24,10 +24,13 @@ func newStatusCmd(s *streams) *cobra.Command {
 		Use:   "status [--config F] [--root DIR] [--output text|json]",
 		Short: "Show the nodes, GPUs, apps, registry and firing alerts; exit 1 unless healthy",
 		Long: "Read the cluster through /etc/perch/kubeconfig (nodes, and each app Perch\n" +
-			"deployed: its HelmChart, helm-install Job and workloads), this host's GPUs,\n" +
-			"the appliance registry's health, and the alerts Prometheus fires when\n" +
-			"monitoring is deployed. Exits 0 when all is healthy, 1 when not (the last\n" +
-			"line says why). Without --config the registry settings are the defaults.",
+			"deployed: its HelmChart, helm-install Job, workloads and every pod its\n" +
+			"release owns), this host's GPUs, the appliance registry's health, and the\n" +
+			"alerts Prometheus fires when monitoring is deployed (a Prometheus that does\n" +
+			"not answer is not healthy). A pod that cannot pull an image the installed\n" +
+			"bundle lacks is named with the image. Exits 0 when all is healthy, 1 when\n" +
+			"not (the last line says why). Without --config the registry settings are\n" +
+			"the defaults.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := t.loadOrDefault(s)

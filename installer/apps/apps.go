@@ -40,13 +40,17 @@ type appsStep struct{ a *Apps }
 // Apps are the apps of one server node.
 type Apps struct {
 	n *node.Node
+	// registries are where pods may pull the bundle's images through the
+	// appliance registry by its address (host:port); none when disabled.
+	registries []string
 	// rollouts are the apps whose HelmChart this install changed, with the
 	// install Job each had before (apps -> apps-ready).
 	rollouts map[string]jobMark
 }
 
-// New are the apps of n, a server.
-func New(n *node.Node) *Apps { return &Apps{n: n} }
+// New are the apps of n, a server, whose appliance registry is at
+// registries.
+func New(n *node.Node, registries ...string) *Apps { return &Apps{n: n, registries: registries} }
 
 // Deploy writes the apps' HelmCharts and charts, and removes apps the
 // config no longer wants.

@@ -23,9 +23,9 @@ const appsTimeout = 20 * time.Minute
 
 // appsReadyStep waits until each app is deployed and its workloads are
 // ready. HelmChart status only says that helm-controller created its Job,
-// so it watches the helm-install Job itself, then the release's
-// Deployments, StatefulSets and DaemonSets. A failure names the pod and
-// shows its events and the end of its log.
+// so it watches the helm-install Job itself, then every pod the release
+// owns (status.Checker). A failure names the pod and shows its events and
+// the end of its log.
 type appsReadyStep struct{ a *Apps }
 
 func (s *appsReadyStep) Name() string { return "apps-ready" }
@@ -59,6 +59,14 @@ func (s *appsReadyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.
 	if err != nil {
 		return err
 	}
+	meta, err := s.a.n.Metadata(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	ch := status.Checker{Kube: cs, Meta: meta}
+	if b := s.a.n.Bundle; b != nil {
+		ch.Images = status.NewBundleImages(s.a.registries, b.Manifest)
+	}
 	ctx, cancel := context.WithTimeout(ctx, appsTimeout)
 	defer cancel()
 	for _, a := range apps {
@@ -69,8 +77,8 @@ func (s *appsReadyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.
 				r.Logf("helm-install-%s did not change in %s: the change left the release as it was", a.Name, rolloutGrace)
 			}
 		}
-		r.Logf("waiting for app %s (helm-install-%s, then its workloads in namespace %s)", a.Name, a.Name, a.Namespace)
-		if err := waitApp(ctx, cs, a); err != nil {
+		r.Logf("waiting for app %s (helm-install-%s, then the pods of its release in namespace %s)", a.Name, a.Name, a.Namespace)
+		if err := waitApp(ctx, ch, a); err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}
 		r.Logf("app %s ready in %s", a.Name, time.Since(start).Round(time.Second))
@@ -101,57 +109,65 @@ func waitNewJob(ctx context.Context, cs kubernetes.Interface, a render.App, old 
 	}
 }
 
-func waitApp(ctx context.Context, cs kubernetes.Interface, a render.App) error {
-	last := ""
+func waitApp(ctx context.Context, ch status.Checker, a render.App) error {
+	var last status.App
 	for {
-		done, why, err := appState(ctx, cs, a)
+		st, done, err := appState(ctx, ch, a)
 		if err != nil {
 			return err
 		}
 		if done {
 			return nil
 		}
-		last = why
+		last = st
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not ready after %s: %s%s", appsTimeout, last, diagnose(cs, a))
+			return fmt.Errorf("not ready after %s: %s%s", appsTimeout, last.Reason, diagnose(ch.Kube, a, last))
 		case <-time.After(2 * time.Second):
 		}
 	}
 }
 
-// appState says whether the app is ready, and if not, what it waits on.
-// A failed helm-install Job is an error at once: helm-controller would
-// retry with the same chart and values. A failed read is waited out like
-// any other state: the API server may be busy on a node still starting.
-func appState(ctx context.Context, cs kubernetes.Interface, a render.App) (bool, string, error) {
-	st, err := status.CheckApp(ctx, cs, a.Name, a.Namespace)
+// appState judges the app; done says it is ready, and st.Reason otherwise
+// says what it waits on. A failed app is an error at once: helm-controller
+// would retry a failed Job with the same chart and values, and the kubelet
+// an image the bundle does not hold, in vain. A failed read is waited out
+// like any other state: the API server may be busy on a node still
+// starting.
+func appState(ctx context.Context, ch status.Checker, a render.App) (st status.App, done bool, err error) {
+	st, err = ch.App(ctx, a.Name, a.Namespace)
 	switch {
 	case err != nil:
-		return false, err.Error(), nil
+		st.Reason = err.Error()
+		return st, false, nil
 	case st.State == status.AppFailed:
-		return false, "", fmt.Errorf("%s%s", st.Reason, diagnose(cs, a))
+		return st, false, fmt.Errorf("%s%s", st.Reason, diagnose(ch.Kube, a, st))
 	}
-	return st.State == status.AppReady, st.Reason, nil
+	return st, st.State == status.AppReady, nil
 }
 
 // diagnose describes the pods of the app that are not ready, and of its
 // install Job: their events and the end of their logs.
-func diagnose(cs kubernetes.Interface, a render.App) string {
+func diagnose(cs kubernetes.Interface, a render.App, st status.App) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var pods []corev1.Pod
 	if l, err := cs.CoreV1().Pods(render.HelmChartNamespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=helm-install-" + a.Name}); err == nil {
-		pods = append(pods, l.Items...)
+		for _, p := range l.Items {
+			if !podReady(&p) && p.Status.Phase != corev1.PodSucceeded {
+				pods = append(pods, p)
+			}
+		}
 	}
-	if l, err := cs.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + a.Name}); err == nil {
-		pods = append(pods, l.Items...)
+	// the judgement traced the app's pods by their owners; its first few
+	// are enough to show what is wrong
+	for _, u := range st.Unready[:min(len(st.Unready), 5)] {
+		if p, err := cs.CoreV1().Pods(u.Namespace).Get(ctx, u.Name, metav1.GetOptions{}); err == nil {
+			pods = append(pods, *p)
+		}
 	}
 	var b strings.Builder
 	for _, p := range pods {
-		if podReady(&p) || p.Status.Phase == corev1.PodSucceeded {
-			continue
-		}
 		fmt.Fprintf(&b, "\n  pod %s/%s: %s", p.Namespace, p.Name, p.Status.Phase)
 		if ev, err := cs.CoreV1().Events(p.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name}); err == nil {
 			items := ev.Items

@@ -73,6 +73,51 @@ func Load(ctx context.Context, n *node.Node, arch string, report func(step strin
 	return b, nil
 }
 
+// maxInstalledManifest bounds an installed manifest's size, as
+// verification bounded it before install put it there.
+const maxInstalledManifest = 16 << 20
+
+// InstalledManifests are the manifests of the bundles installed under
+// Dir, whose every file was verified before install renamed them there;
+// none on a node installed without a bundle. A copy being staged or
+// replaced is not installed.
+func InstalledManifests(h *host.Host) ([]*bundles.Manifest, error) {
+	entries, err := os.ReadDir(h.Path(Dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*bundles.Manifest
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || strings.HasSuffix(e.Name(), ".old") {
+			continue
+		}
+		p := path.Join(Dir, e.Name(), bundles.ManifestName)
+		fi, err := h.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !fi.Mode().IsRegular() || fi.Size() > maxInstalledManifest {
+			return nil, fmt.Errorf("%s: not a regular file of at most %d MiB", p, maxInstalledManifest>>20)
+		}
+		raw, err := h.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		m, err := bundles.ParseManifest(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
 // Installed says whether the host already holds exactly this bundle.
 func (b *Bundle) Installed() (bool, error) {
 	have, err := b.n.Host.ReadFile(path.Join(b.dir(), bundles.ManifestName))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -171,4 +172,16 @@ func (n *Node) Kube(timeout time.Duration) (kubernetes.Interface, error) {
 	}
 	rc.Timeout = timeout
 	return kubernetes.NewForConfig(rc)
+}
+
+// Metadata is an admin client of this server's cluster that reads any
+// object's metadata (custom resources too), each request bounded by
+// timeout.
+func (n *Node) Metadata(timeout time.Duration) (metadata.Interface, error) {
+	rc, err := n.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = timeout
+	return metadata.NewForConfig(rc)
 }

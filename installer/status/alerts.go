@@ -61,11 +61,16 @@ func (a Alerts) critical() int {
 var alwaysFiring = []string{"Watchdog", "InfoInhibitor"}
 
 // alertsViaProxy asks kube-prometheus-stack's Prometheus through the API
-// server's service proxy.
-func alertsViaProxy(ctx context.Context, cs kubernetes.Interface, now time.Time) Alerts {
+// server's service proxy. monitored says Perch deployed it, so a missing
+// service is a fault, not a choice.
+func alertsViaProxy(ctx context.Context, cs kubernetes.Interface, monitored bool, now time.Time) Alerts {
 	out := Alerts{Firing: []Alert{}}
 	_, err := cs.CoreV1().Services(MonitoringNamespace).Get(ctx, PrometheusService, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	switch {
+	case apierrors.IsNotFound(err) && monitored:
+		out.Note = "Prometheus not reachable: no service " + MonitoringNamespace + "/" + PrometheusService + " (yet)"
+		return out
+	case apierrors.IsNotFound(err):
 		out.Note = "not available (monitoring not deployed)"
 		return out
 	}

@@ -1,13 +1,27 @@
 package status
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	helmv1 "github.com/k3s-io/helm-controller/pkg/apis/helm.cattle.io/v1"
+	helmfake "github.com/k3s-io/helm-controller/pkg/generated/clientset/versioned/fake"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/perchedge/perch/manifests/render"
 )
 
 // testdata/alerts.json was recorded from Prometheus 2.42 (Debian) running
@@ -118,4 +132,79 @@ func TestCollectWithoutCluster(t *testing.T) {
 	if strings.Join(rep.Reasons, ", ") != strings.Join(want, ", ") || rep.Healthy {
 		t.Errorf("healthy=%v reasons=%q, want %q", rep.Healthy, rep.Reasons, want)
 	}
+}
+
+// failedProxy is the API server's answer when the service proxy cannot
+// reach a Prometheus pod.
+type failedProxy struct{}
+
+func (failedProxy) DoRaw(context.Context) ([]byte, error) {
+	return nil, apierrors.NewServiceUnavailable(`no endpoints available for service "` + PrometheusService + `"`)
+}
+
+func (failedProxy) Stream(context.Context) (io.ReadCloser, error) {
+	return nil, errors.New("no stream")
+}
+
+// With monitoring deployed, status that cannot ask Prometheus cannot say
+// that no alert fires: the report is not healthy, in text and JSON.
+func TestCollectPrometheusUnreachable(t *testing.T) {
+	c := newCluster(t, kps)
+	c.release(kps, kpsNS, 1, kpsManifest)
+	c.operatorReady()
+	c.prometheus(1)
+	c.add(readyPod(kpsNS, promPod, ownedBy("apps/v1", "StatefulSet", promSts), nil),
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "edge-01"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+			{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: PrometheusService, Namespace: MonitoringNamespace}})
+	c.cs.AddProxyReactor("services", func(k8stesting.Action) (bool, rest.ResponseWrapper, error) {
+		return true, failedProxy{}, nil
+	})
+	hc := helmfake.NewSimpleClientset(&helmv1.HelmChart{
+		ObjectMeta: metav1.ObjectMeta{Name: kps, Namespace: render.HelmChartNamespace, Labels: map[string]string{render.LabelManagedBy: render.ManagedBy}},
+		Spec:       helmv1.HelmChartSpec{TargetNamespace: kpsNS, Chart: "https://%{KUBERNETES_API}%/static/charts/kube-prometheus-stack-65.1.1.tgz"}})
+
+	for _, tc := range []struct {
+		name string
+		src  Sources
+	}{
+		{"through the API server", Sources{Kube: c.cs, Helm: hc}},
+		{"at a URL", Sources{Kube: c.cs, Helm: hc, PrometheusURL: closedURL(t)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Collect(context.Background(), tc.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Apps) != 1 || rep.Apps[0].State != AppReady {
+				t.Fatalf("apps %+v: want kube-prometheus-stack ready", rep.Apps)
+			}
+			if rep.Healthy || strings.Join(rep.Reasons, ", ") != "Prometheus not reachable" {
+				t.Fatalf("healthy=%v reasons=%q, want not healthy: Prometheus not reachable", rep.Healthy, rep.Reasons)
+			}
+			var text, js bytes.Buffer
+			if err := WriteText(&text, rep); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(text.String(), "Alerts    Prometheus not reachable: ") || !strings.HasSuffix(text.String(), "Status    not healthy: Prometheus not reachable\n") {
+				t.Errorf("text:\n%s", text.String())
+			}
+			if err := WriteJSON(&js, rep); err != nil {
+				t.Fatal(err)
+			}
+			var back struct {
+				Alerts  Alerts `json:"alerts"`
+				Healthy bool   `json:"healthy"`
+			}
+			if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Alerts.Available || back.Healthy || !strings.HasPrefix(back.Alerts.Note, "Prometheus not reachable: ") {
+				t.Errorf("JSON (%v):\n%s", err, js.String())
+			}
+		})
+	}
+}
+
+func closedURL(t *testing.T) string {
+	srv := prometheus(t, http.StatusOK, nil)
+	srv.Close()
+	return srv.URL
 }

@@ -1,7 +1,7 @@
 // Package status reports how an appliance stands: its nodes, the GPUs,
 // each app Perch deployed, the registry and the alerts Prometheus fires,
 // with one judgement of whether all is well. `perch status` prints it;
-// install's apps-ready step judges apps with the same CheckApp.
+// install's apps-ready step judges apps with the same Checker.
 //
 // Collect takes its clients ready made, so an integration test calls it
 // with clients built from the test cluster's rest.Config:
@@ -33,7 +33,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
+	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/gpu"
 	"github.com/perchedge/perch/manifests/render"
 )
@@ -49,6 +51,13 @@ type Sources struct {
 	Kube    kubernetes.Interface
 	Helm    helmclient.Interface
 	KubeErr error
+	// Meta reads the metadata of custom resources that own an app's
+	// workloads; nil follows owner chains only through built-in kinds.
+	Meta metadata.Interface
+
+	// Bundles are the manifests of the bundles installed on this node:
+	// an app whose image none of them holds is failed, not waiting.
+	Bundles []*bundles.Manifest
 
 	// Registry is the appliance registry; a zero URL means it is disabled.
 	Registry RegistrySource
@@ -156,7 +165,7 @@ func Collect(ctx context.Context, src Sources) (*Report, error) {
 	if src.PrometheusURL != "" {
 		r.Alerts = alertsFromURL(ctx, src.HTTP, src.PrometheusURL, now())
 	} else if r.Cluster.Reachable {
-		r.Alerts = alertsViaProxy(ctx, src.Kube, now())
+		r.Alerts = alertsViaProxy(ctx, src.Kube, monitored(r), now())
 	}
 	if err := ctx.Err(); err != nil {
 		return r, err
@@ -195,9 +204,17 @@ func collectCluster(ctx context.Context, src Sources, r *Report) {
 		r.AppsError = "list HelmCharts: " + err.Error()
 		return
 	}
+	ch := Checker{Kube: src.Kube, Meta: src.Meta}
+	if len(src.Bundles) > 0 {
+		var regs []string
+		if u, err := url.Parse(src.Registry.URL); err == nil && u.Host != "" {
+			regs = append(regs, u.Host)
+		}
+		ch.Images = NewBundleImages(regs, src.Bundles...)
+	}
 	for _, hc := range charts.Items {
 		ns := cmp.Or(hc.Spec.TargetNamespace, hc.Namespace)
-		a, err := CheckApp(ctx, src.Kube, hc.Name, ns)
+		a, err := ch.App(ctx, hc.Name, ns)
 		if err != nil {
 			// a failed read says nothing about the app itself
 			a.State, a.Reason = AppProgressing, err.Error()
@@ -288,11 +305,21 @@ func Judge(r *Report) {
 	if r.Registry.Enabled && !r.Registry.Healthy {
 		why = append(why, "registry not healthy")
 	}
+	// with monitoring deployed, alerts that cannot be read are not "none"
+	if monitored(r) && !r.Alerts.Available {
+		why = append(why, "Prometheus not reachable")
+	}
 	if n := r.Alerts.critical(); n > 0 {
 		why = append(why, plural(n, "critical alert")+" firing")
 	}
 	r.Healthy = len(why) == 0
 	r.Reasons = why
+}
+
+// monitored says whether Perch deployed monitoring, so Prometheus should
+// answer.
+func monitored(r *Report) bool {
+	return slices.ContainsFunc(r.Apps, func(a App) bool { return a.Name == render.Monitoring })
 }
 
 func plural(n int, what string) string {

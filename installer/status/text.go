@@ -221,13 +221,16 @@ func (p *printer) apps(r *Report) {
 	}
 }
 
-// causes say why an app is not ready: the workloads that are not, or what
-// the Job is doing.
+// causes say why an app is not ready: its pods and workloads that are
+// not, or what the Job is doing.
 func causes(a App) []string {
 	if a.State == AppReady {
 		return nil
 	}
 	var out []string
+	for _, p := range a.Unready {
+		out = append(out, "pod "+p.Namespace+"/"+p.Name+" "+p.Reason)
+	}
 	if a.Job == JobSucceeded {
 		for _, w := range a.Workloads {
 			if !w.UpToDate {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/manifests/render"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -33,7 +35,12 @@ func node1() Node {
 }
 
 func readyApp(name, ns, version string, w ...Workload) App {
-	return App{Name: name, Namespace: ns, Chart: name + "-" + version, Version: version, Job: JobSucceeded, State: AppReady, Workloads: w}
+	a := App{Name: name, Namespace: ns, Chart: name + "-" + version, Version: version, Job: JobSucceeded, State: AppReady, Workloads: w, Release: 1}
+	for _, x := range w {
+		a.Pods += int(x.Ready)
+	}
+	a.PodsReady = a.Pods
+	return a
 }
 
 // healthyReport is a converged single-node appliance.
@@ -67,9 +74,14 @@ func sickReport() *Report {
 	r.Nodes = []Node{n1, n2}
 	r.Apps[0] = App{Name: "nvidia-device-plugin", Namespace: "nvidia-device-plugin", Version: "0.17.0", Job: JobRunning, JobFailures: 3, State: AppProgressing,
 		Workloads: []Workload{}, Reason: "helm-install-nvidia-device-plugin is running (3 failed attempts)"}
-	r.Apps[3] = App{Name: "perch-analytics", Namespace: "perch", Version: "0.1.0", Job: JobSucceeded, State: AppProgressing,
+	r.Apps[3] = App{Name: "perch-analytics", Namespace: "perch", Version: "0.1.0", Job: JobSucceeded,
 		Workloads: []Workload{{"deployment", "perch-analytics-api", 2, 2, true}, {"deployment", "perch-analytics-worker", 0, 1, false}},
-		Reason:    "deployment perch-analytics-worker is not ready"}
+		Release:   3, Pods: 3, PodsReady: 2,
+		Unready: []PodState{{Namespace: "perch", Name: "perch-analytics-worker-7c9d8-k2x4q", Phase: "Pending",
+			Image: "nvcr.io/nvidia/deepstream:7.1-triton-multiarch", NotInBundle: true,
+			Reason: "cannot pull nvcr.io/nvidia/deepstream:7.1-triton-multiarch (ImagePullBackOff): not in the bundle site 1.0.0; add it to the bundle spec's images, rebuild the bundle and install it"}},
+		State:  AppFailed,
+		Reason: "pod perch/perch-analytics-worker-7c9d8-k2x4q cannot pull nvcr.io/nvidia/deepstream:7.1-triton-multiarch (ImagePullBackOff): not in the bundle site 1.0.0; add it to the bundle spec's images, rebuild the bundle and install it"}
 	r.Apps = append(r.Apps, App{Name: "extra-app", Namespace: "default", Job: JobFailed, State: AppFailed, Workloads: []Workload{},
 		Reason: "helm-install-extra-app failed: Job has reached the specified backoff limit"})
 	r.Registry = Registry{Enabled: true, Address: "127.0.0.1:5000", Error: "/healthz: dial tcp 127.0.0.1:5000: connect: connection refused"}
@@ -104,7 +116,7 @@ func TestJudge(t *testing.T) {
 			"node edge-02 not Ready",
 			"node edge-01 offers no nvidia.com/gpu",
 			"app nvidia-device-plugin progressing",
-			"app perch-analytics progressing",
+			"app perch-analytics failed",
 			"app extra-app failed",
 			"registry not healthy",
 			"1 critical alert firing",
@@ -131,9 +143,15 @@ func TestJudge(t *testing.T) {
 			r.Apps, r.AppsError = []App{}, "list HelmCharts: forbidden"
 			return r
 		}, []string{"apps unknown"}},
-		{"Prometheus down is not unhealthy by itself", func() *Report {
+		{"Prometheus down with monitoring deployed", func() *Report {
 			r := healthyReport()
 			r.Alerts = Alerts{Note: "Prometheus not reachable: no endpoints available", Firing: []Alert{}}
+			return r
+		}, []string{"Prometheus not reachable"}},
+		{"no Prometheus without monitoring", func() *Report {
+			r := healthyReport()
+			r.Apps = slices.DeleteFunc(r.Apps, func(a App) bool { return a.Name == render.Monitoring })
+			r.Alerts = Alerts{Note: "not available (monitoring not deployed)", Firing: []Alert{}}
 			return r
 		}, nil},
 	} {
