@@ -16,6 +16,9 @@ type Node struct {
 	Registry       string // host:port every image is pulled through, "" = upstream
 	PullSecret     string // name of the pull Secret in the release namespace, "" = none
 	MonitoringCRDs bool   // the Prometheus Operator CRDs are (or will be) installed
+	// Previous is where each stream was assigned by the values deployed
+	// now (stream -> worker slot), so a change moves as few as it can.
+	Previous map[string]string
 }
 
 // GPUResource is one extended resource the device plugin advertises and
@@ -27,9 +30,10 @@ type GPUResource struct {
 
 // AnalyticsValues computes the perch-analytics values for an appliance. It
 // returns only what the config decides; everything else keeps the chart's
-// defaults (values.yaml). The stream-to-worker assignment is not computed
-// here but in the chart, from the streams and GPU counts given here, so
-// values edited by hand in a HelmChart still assign every stream once.
+// defaults (values.yaml). Each stream carries its worker slot (Assign,
+// from n.Previous); the chart honours a stream's slot while it is valid
+// and has room, and places any other stream itself, so values edited by
+// hand in a HelmChart still assign every stream once.
 func AnalyticsValues(a *Appliance, n Node) (map[string]any, error) {
 	if a == nil {
 		return nil, errors.New("analytics values: no appliance config")
@@ -61,9 +65,14 @@ func AnalyticsValues(a *Appliance, n Node) (map[string]any, error) {
 		}
 	}
 
+	names := make([]string, 0, len(a.Pipeline.Streams))
+	for _, s := range a.Pipeline.Streams {
+		names = append(names, s.Name)
+	}
+	slot := Assign(names, slots(gpus, replicas, n.GPUResources), n.Previous)
 	streams := make([]any, 0, len(a.Pipeline.Streams))
 	for _, s := range a.Pipeline.Streams {
-		streams = append(streams, map[string]any{"name": s.Name, "url": s.URL})
+		streams = append(streams, map[string]any{"name": s.Name, "url": s.URL, "slot": slot[s.Name]})
 	}
 
 	pullSecrets := []any{}

@@ -15,10 +15,12 @@ import (
 	"strings"
 	"time"
 
+	helmv1 "github.com/k3s-io/helm-controller/pkg/apis/helm.cattle.io/v1"
 	helmclient "github.com/k3s-io/helm-controller/pkg/generated/clientset/versioned"
 	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/perchedge/perch/airgap/registry"
 	"github.com/perchedge/perch/bundles"
@@ -78,8 +80,45 @@ func (s *appsStep) desired(ctx context.Context) (apps []render.App, ok bool, err
 		// the manifest verified at plan time, not a second read from disk
 		in.Charts = bundleCharts(dir, b.Manifest)
 	}
+	in.Assigned = s.assigned()
 	apps, err = render.Apps(Spec(s.a.n.Cfg), in)
 	return apps, true, err
+}
+
+// maxManifest bounds the deployed manifest read back for its assignment;
+// Perch writes a few KiB.
+const maxManifest = 4 << 20
+
+// assigned is where the pipeline deployed now has each stream, from the
+// values of the HelmChart this node wrote last: the next assignment keeps
+// every stream it can where it is, since moving one restarts two workers.
+// Nothing (a first install, a file someone broke) places every stream anew.
+func (s *appsStep) assigned() map[string]string {
+	p := s.dataPath(path.Join(render.ManifestsDir, render.Analytics+".yaml"))
+	if fi, err := s.a.n.Host.Stat(p); err != nil || fi.Size() > maxManifest {
+		return nil
+	}
+	raw, err := s.a.n.Host.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	var hc helmv1.HelmChart
+	if err := yaml.Unmarshal(raw, &hc); err != nil {
+		return nil
+	}
+	var v struct {
+		Streams []struct{ Name, Slot string }
+	}
+	if err := yaml.Unmarshal([]byte(hc.Spec.ValuesContent), &v); err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, st := range v.Streams {
+		if st.Slot != "" {
+			out[st.Name] = st.Slot
+		}
+	}
+	return out
 }
 
 // files are what the apps need on disk, charts before the manifests that

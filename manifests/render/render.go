@@ -93,6 +93,9 @@ type Inputs struct {
 	// Charts are the upstream charts available, usually the bundle's. An
 	// app whose chart is missing is not rendered (see Skipped).
 	Charts []Chart
+	// Assigned is where the deployed pipeline has each stream (stream ->
+	// worker slot), so that a change moves as few streams as it can.
+	Assigned map[string]string
 	// Registry (host:port), when set, is written into every image the
 	// charts let us override, under airgap's repository layout. Empty
 	// keeps upstream image names, which registries.yaml mirrors to the

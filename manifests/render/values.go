@@ -290,6 +290,7 @@ func (e values) analytics(*chartInfo) (map[string]any, error) {
 		Registry:       e.in.Registry,
 		PullSecret:     e.in.PullSecret,
 		MonitoringCRDs: e.monitoring,
+		Previous:       e.in.Assigned,
 	})
 }
 

@@ -115,18 +115,18 @@ Slots left without a stream render no worker.
 
 {{/*
 Stream -> worker slot, as YAML {slot: [stream names]}, slots with no stream
-left out. Balanced and sticky, from the values alone (hand-edited values
-still assign every stream once): every (stream, slot) pair is ranked by
+left out. A stream's slot (streams[].slot, which Perch sets from where it
+was: manifests.Assign) is kept while the slot exists and has room; every
+other stream is placed from the values alone (hand-edited values still
+assign every stream once): every (stream, slot) pair is ranked by
 sha256("stream/slot"), highest first, and a pair is taken when its stream
 has no slot yet and its slot has room. Room is floor(streams/slots), or one
 more while fewer than streams%slots slots have that many, so every slot
-ends within one stream of the mean. The ranking is a property of each pair,
-not of the order of the list, so the result is the one balanced assignment
-in which no stream and slot both rank each other above what they got: a
-change of streams or slots moves only the streams a chain of such
-preferences reaches (measured in TestAnalyticsAssignmentMoves). Equal-length
-hex strings sort like the numbers they spell; names are DNS labels, so a
-space separates the fields.
+ends within one stream of the mean. Kept slots make a change move the
+fewest streams balance allows (TestAssignMovesTheFewest); the ranking, a
+property of each pair and not of the list's order, places the rest the
+same way every time. Equal-length hex strings sort like the numbers they
+spell; names are DNS labels, so a space separates the fields.
 */}}
 {{- define "perch-analytics.assignment" -}}
 {{- $slots := int (include "perch-analytics.slotCount" .) -}}
@@ -144,6 +144,16 @@ space separates the fields.
 {{- $owner := dict -}}
 {{- $load := dict -}}
 {{- $full := 0 -}}
+{{- range $s := .Values.streams -}}
+{{- if and $s.slot (regexMatch "^w(0|[1-9][0-9]*)$" (toString $s.slot)) (lt (atoi (trimPrefix "w" (toString $s.slot))) $slots) -}}
+{{- $l := int (get $load $s.slot | default 0) -}}
+{{- if or (lt $l $q) (and (eq $l $q) (lt $full $r)) -}}
+{{- if eq $l $q -}}{{- $full = add1 $full -}}{{- end -}}
+{{- $_ := set $load $s.slot (add1 $l) -}}
+{{- $_ := set $owner $s.name $s.slot -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- range $p := sortAlpha $pairs | reverse -}}
 {{- $f := splitList " " $p -}}
 {{- $slot := printf "w%s" (index $f 1) -}}
