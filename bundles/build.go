@@ -20,7 +20,6 @@ import (
 
 	"aead.dev/minisign"
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // BuildOptions says where a bundle goes and how it is signed.
@@ -328,11 +327,7 @@ func (b *builder) images(ctx context.Context, refs []string) ([]Image, Layout, e
 	seen := map[string]bool{}
 	var uniq []string
 	for _, r := range refs {
-		key := r
-		if ref, err := name.ParseReference(r); err == nil {
-			key = FullReference(ref)
-		}
-		if !seen[key] {
+		if key := Canonical(r); !seen[key] {
 			seen[key] = true
 			uniq = append(uniq, key)
 		}
@@ -519,10 +514,7 @@ func Images(ctx context.Context, s *Spec, o BuildOptions) ([]Supply, error) {
 		return nil, err
 	}
 	for _, im := range s.Images {
-		key := im
-		if ref, err := name.ParseReference(im); err == nil {
-			key = FullReference(ref)
-		}
+		key := Canonical(im)
 		if !slices.ContainsFunc(supplies, func(x Supply) bool { return x.Image == key }) {
 			supplies = append(supplies, Supply{Need: Need{Image: key}, By: FromSpec})
 		}

@@ -41,6 +41,15 @@ func FullReference(ref name.Reference) string {
 	return s
 }
 
+// Canonical is s as FullReference spells it, so that every spelling of one
+// image compares equal; s itself when it is not a reference.
+func Canonical(s string) string {
+	if ref, err := name.ParseReference(s); err == nil {
+		return FullReference(ref)
+	}
+	return s
+}
+
 // imageWriter pulls images for one platform into one OCI layout, writing
 // each blob once however many images share it.
 type imageWriter struct {

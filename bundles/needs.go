@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // A Need is an image an appliance pulls, and every place that pulls it.
@@ -84,14 +82,8 @@ type Supply struct {
 // imagesFromCharts is about charts, and a bundle that silently pulled
 // k3s's images from Docker Hub would hide a forgotten tarball.
 func supply(needs []Need, spec []string, fromCharts bool, airgap []string, allow []string) (out []Supply, pull []string) {
-	norm := func(s string) string {
-		if ref, err := name.ParseReference(s); err == nil {
-			return FullReference(ref)
-		}
-		return s
-	}
 	in := func(list []string, im string) bool {
-		return slices.ContainsFunc(list, func(s string) bool { return norm(s) == im })
+		return slices.ContainsFunc(list, func(s string) bool { return Canonical(s) == im })
 	}
 	pull = append(pull, spec...)
 	for _, n := range needs {

@@ -32,7 +32,7 @@ func (f *siteFlags) register(c *cobra.Command) {
 func (f *siteFlags) sites(s *streams) (sites []images.Site, gate bool, err error) {
 	for _, a := range f.allowMissing {
 		if _, err := name.ParseReference(a); err != nil {
-			return nil, false, &usageError{fmt.Errorf("--allow-missing %q: not an image reference: %v", clip(a), err)}
+			return nil, false, &usageError{fmt.Errorf("--allow-missing %q: not an image reference: %v", config.Clip(a), err)}
 		}
 	}
 	if len(f.configs) == 0 {
@@ -52,13 +52,6 @@ func (f *siteFlags) sites(s *streams) (sites []images.Site, gate bool, err error
 		sites = append(sites, images.ConfigSites(filepath.Base(file), apps.Spec(&cfg), cfg.GPU.Mode == config.GPURequired)...)
 	}
 	return sites, true, nil
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }
 
 func newBundleImagesCmd(s *streams) *cobra.Command {

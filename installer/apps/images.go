@@ -6,11 +6,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/perchedge/perch/bundles"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
+	"github.com/perchedge/perch/installer/status"
 	"github.com/perchedge/perch/manifests/images"
 	"github.com/perchedge/perch/manifests/render"
 )
@@ -58,7 +57,7 @@ func (s *imagesStep) Plan(ctx context.Context) ([]engine.Change, error) {
 	var out []engine.Change
 	var allowed []string
 	miss = slices.DeleteFunc(miss, func(nd bundles.Need) bool {
-		if slices.ContainsFunc(n.Cfg.Bundle.AllowMissing, func(a string) bool { return fullRef(a) == nd.Image }) {
+		if slices.ContainsFunc(n.Cfg.Bundle.AllowMissing, func(a string) bool { return bundles.Canonical(a) == nd.Image }) {
 			allowed = append(allowed, nd.Image)
 			return true
 		}
@@ -91,17 +90,11 @@ func (s *imagesStep) Apply(context.Context, []engine.Change, *engine.Reporter) e
 // images, nor inside k3s's air-gap tarball. A tarball whose names the
 // build could not read is taken to hold k3s's own images.
 func MissingImages(m *bundles.Manifest, needs []bundles.Need) []bundles.Need {
-	have := map[string]bool{}
-	for _, im := range m.Images {
-		have[im.Reference] = true
-	}
-	for _, im := range m.K3s.Images {
-		have[im] = true
-	}
+	have := status.NewBundleImages(nil, m)
 	unread := m.K3s.AirgapImages != "" && len(m.K3s.Images) == 0
 	var out []bundles.Need
 	for _, n := range needs {
-		if have[n.Image] {
+		if have.Has(n.Image) {
 			continue
 		}
 		if unread && slices.ContainsFunc(n.From, func(o bundles.Origin) bool { return strings.HasPrefix(o.App, bundles.K3sApp) }) {
@@ -110,13 +103,6 @@ func MissingImages(m *bundles.Manifest, needs []bundles.Need) []bundles.Need {
 		out = append(out, n)
 	}
 	return out
-}
-
-func fullRef(s string) string {
-	if ref, err := name.ParseReference(s); err == nil {
-		return bundles.FullReference(ref)
-	}
-	return s
 }
 
 func missingMessage(m *bundles.Manifest, miss []bundles.Need) string {

@@ -224,7 +224,7 @@ func ParseBool(s string) (bool, error) {
 	case "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("%q is not true or false", clip(s))
+	return false, fmt.Errorf("%q is not true or false", Clip(s))
 }
 
 func toInt(in any) (int64, bool) {
@@ -255,7 +255,7 @@ func describe(v any) string {
 	case nil:
 		return "nothing"
 	case string:
-		return fmt.Sprintf("the string %q", clip(v))
+		return fmt.Sprintf("the string %q", Clip(v))
 	case bool:
 		return fmt.Sprintf("the bool %v", v)
 	case int, int64, uint64, float64:

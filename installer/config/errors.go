@@ -59,15 +59,15 @@ func clipQuoted(format string, args []any) {
 		// a Stringer says itself how it shows (a Secret shows as ***)
 		if _, ok := args[n].(fmt.Stringer); !ok && format[i] == 'q' {
 			if v := reflect.ValueOf(args[n]); v.Kind() == reflect.String {
-				args[n] = clip(v.String())
+				args[n] = Clip(v.String())
 			}
 		}
 		n++
 	}
 }
 
-// clip shortens a value a message echoes and says how long it was.
-func clip(s string) string { return clipTo(s, maxEcho) }
+// Clip shortens a value a message echoes and says how long it was.
+func Clip(s string) string { return clipTo(s, maxEcho) }
 
 func clipTo(s string, n int) string {
 	if len(s) <= n {

@@ -11,8 +11,9 @@ import (
 )
 
 // BundleImages are the images of the installed bundles, which are all the
-// appliance registry holds: an image not among them cannot be pulled
-// offline, however long the kubelet retries.
+// appliance registry holds, and those of k3s's air-gap tarball: an image
+// not among them cannot be pulled offline, however long the kubelet
+// retries.
 type BundleImages struct {
 	names []string // NAME VERSION of each bundle
 	// refs are repository:tag and repository@digest, the repository in
@@ -49,6 +50,13 @@ func NewBundleImages(registries []string, ms ...*bundles.Manifest) *BundleImages
 				if d != "" {
 					b.refs[repo+"@"+d] = true
 				}
+			}
+		}
+		// k3s imports its air-gap tarball into containerd: those images
+		// are on the node without the registry
+		for _, im := range m.K3s.Images {
+			if ref, err := name.ParseReference(im); err == nil {
+				b.refs[airgap.Repository(ref)+sep(ref)+ref.Identifier()] = true
 			}
 		}
 	}
