@@ -146,15 +146,20 @@ images: [%s]
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"bundle", "build", "--spec", spec, "--out", o.Out, "--key", o.Key + ".key",
-		"--mirror", "docker.io=" + up + "/docker.io", "--mirror", "perch.test=" + up + "/perch.test"}
 	if o.Config == "" {
 		return nil, fmt.Errorf("e2e bundle: no appliance config to check the bundle against")
 	}
-	args = append(args, "--config", o.Config)
+	gate := []string{"--config", o.Config}
 	for _, im := range NotBuilt {
-		args = append(args, "--allow-missing", im)
+		gate = append(gate, "--allow-missing", im)
 	}
+	// what the bundle carries for the appliance and why, in the log; it
+	// exits 1 if an image is missing
+	if err := run(ctx, o.Log, o.Perch, append([]string{"bundle", "images", "--spec", spec}, gate...)...); err != nil {
+		return nil, err
+	}
+	args := append([]string{"bundle", "build", "--spec", spec, "--out", o.Out, "--key", o.Key + ".key",
+		"--mirror", "docker.io=" + up + "/docker.io", "--mirror", "perch.test=" + up + "/perch.test"}, gate...)
 	return images, run(ctx, o.Log, o.Perch, args...)
 }
 
