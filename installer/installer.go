@@ -88,6 +88,9 @@ func New(cfg config.Appliance, o Options) (*Installer, error) {
 		regs = append(regs, registry.Addr(&cfg))
 	}
 	i := &Installer{node: n, sink: o.Sink, arch: runtime.GOARCH, apps: apps.New(n, regs...)}
+	if cfg.Registry.Enabled && n.Server() {
+		i.apps.ScrapeRegistry(cfg.Registry.Port, registry.CACert)
+	}
 	if i.registry, err = registry.New(n); err != nil {
 		return nil, err
 	}

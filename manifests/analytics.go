@@ -12,10 +12,9 @@ type Node struct {
 	// GPUResources are what the device plugin advertises for those GPUs,
 	// before time-slicing: under MIG, the MIG instances (as nvidia.com/gpu
 	// or nvidia.com/mig-<profile>). Empty: GPUs x nvidia.com/gpu.
-	GPUResources   []GPUResource
-	Registry       string // host:port every image is pulled through, "" = upstream
-	PullSecret     string // name of the pull Secret in the release namespace, "" = none
-	MonitoringCRDs bool   // the Prometheus Operator CRDs are (or will be) installed
+	GPUResources []GPUResource
+	Registry     string // host:port every image is pulled through, "" = upstream
+	PullSecret   string // name of the pull Secret in the release namespace, "" = none
 	// Previous is where each stream was assigned by the values deployed
 	// now (stream -> worker slot), so a change moves as few as it can.
 	Previous map[string]string
@@ -90,14 +89,10 @@ func AnalyticsValues(a *Appliance, n Node) (map[string]any, error) {
 			"sharingReplicas": replicas,
 			"resources":       resources,
 		},
-		"gateway":   map[string]any{"enabled": a.Pipeline.Enabled, "service": map[string]any{"type": a.ServiceType()}},
-		"inference": map[string]any{"enabled": a.Pipeline.Enabled},
-		"nats":      natsValues(a),
-		"monitoring": map[string]any{
-			"enabled":    a.Monitoring.Enabled,
-			"crds":       n.MonitoringCRDs,
-			"dashboards": a.Monitoring.Grafana,
-		},
+		"gateway":    map[string]any{"enabled": a.Pipeline.Enabled, "service": map[string]any{"type": a.ServiceType()}},
+		"inference":  map[string]any{"enabled": a.Pipeline.Enabled},
+		"nats":       natsValues(a),
+		"monitoring": map[string]any{"enabled": a.Monitoring.Enabled},
 	}, nil
 }
 

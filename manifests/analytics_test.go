@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -81,7 +80,7 @@ type goldenCase struct {
 
 func goldenCases() []goldenCase {
 	env := func(gpus int) Node {
-		return Node{GPUs: gpus, Registry: testRegistry, PullSecret: testPullSecret, MonitoringCRDs: true}
+		return Node{GPUs: gpus, Registry: testRegistry, PullSecret: testPullSecret}
 	}
 	return []goldenCase{
 		{name: "default", cfg: appliance(nil), env: env(1), maxSlots: 1, gpu: true},
@@ -101,7 +100,16 @@ func goldenCases() []goldenCase {
 
 func loadChart(t *testing.T) *chart.Chart {
 	t.Helper()
-	fsys := AnalyticsChart()
+	return loadChartFS(t, AnalyticsChart())
+}
+
+func loadMonitoringChart(t *testing.T) *chart.Chart {
+	t.Helper()
+	return loadChartFS(t, MonitoringChart())
+}
+
+func loadChartFS(t *testing.T, fsys fs.FS) *chart.Chart {
+	t.Helper()
 	var files []*loader.BufferedFile
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -341,10 +349,6 @@ func lintDoc(t *testing.T, d doc) {
 		}
 		if len(pod.Containers) == 0 {
 			t.Errorf("%s %s has no container", d.kind(), d.name())
-		}
-	case "ServiceMonitor", "PodMonitor", "PrometheusRule":
-		if d.obj["apiVersion"] != "monitoring.coreos.com/v1" {
-			t.Errorf("%s %s: apiVersion %v", d.kind(), d.name(), d.obj["apiVersion"])
 		}
 	default:
 		t.Errorf("%s %s: a kind the chart is not known to render; add it to lintDoc", d.kind(), d.name())
@@ -704,45 +708,47 @@ func checkImage(t *testing.T, d doc, image, registry string) {
 	}
 }
 
+// checkMonitoring checks that the gateway's and NATS's pods carry the
+// annotations Prometheus's pod discovery scrapes them by (perch-monitoring's
+// kubernetes-pods job), with their metrics ports, and nothing else does.
 func checkMonitoring(t *testing.T, docs []doc, want bool) {
 	t.Helper()
-	kinds := map[string]int{}
-	var dashboards []string
+	jobs := map[string]string{}
 	for _, d := range docs {
-		kinds[d.kind()]++
-		if d.kind() != "ConfigMap" {
+		var tmpl corev1.PodTemplateSpec
+		switch d.kind() {
+		case "Deployment":
+			tmpl = strict[appsv1.Deployment](t, d).Spec.Template
+		case "StatefulSet":
+			tmpl = strict[appsv1.StatefulSet](t, d).Spec.Template
+		default:
 			continue
 		}
-		cm := strict[corev1.ConfigMap](t, d)
-		if cm.Labels["grafana_dashboard"] != "1" {
+		ann := tmpl.Annotations
+		if ann["prometheus.io/scrape"] != "true" {
 			continue
 		}
-		for k, v := range cm.Data {
-			dashboards = append(dashboards, k)
-			var dash map[string]any
-			if err := yaml.Unmarshal([]byte(v), &dash); err != nil || dash["panels"] == nil {
-				t.Errorf("dashboard %s is not a Grafana dashboard: %v", k, err)
+		port := ann["prometheus.io/port"]
+		served := false
+		for _, c := range tmpl.Spec.Containers {
+			for _, p := range c.Ports {
+				if p.Name == "metrics" && fmt.Sprint(p.ContainerPort) == port {
+					served = true
+				}
 			}
 		}
-	}
-	sort.Strings(dashboards)
-	if !slices.Equal(dashboards, []string{"perch-gpu.json", "perch-pipeline.json", "perch-streams.json"}) {
-		t.Errorf("dashboards %v, want gpu, pipeline and streams", dashboards)
-	}
-	if got := kinds["ServiceMonitor"] > 0 && kinds["PodMonitor"] > 0; got != want {
-		t.Errorf("ServiceMonitor/PodMonitor rendered: %v, want %v (kinds %v)", got, want, kinds)
-	}
-	_, err := fs.Stat(AnalyticsChart(), "files/perch-alerts.yaml")
-	if rules := want && err == nil; (kinds["PrometheusRule"] == 1) != rules {
-		t.Errorf("%d PrometheusRule objects, want one: %v", kinds["PrometheusRule"], rules)
-	}
-	for _, d := range docs {
-		if d.kind() == "PrometheusRule" {
-			spec, _ := d.obj["spec"].(map[string]any)
-			if groups, _ := spec["groups"].([]any); len(groups) == 0 {
-				t.Errorf("PrometheusRule %s has no rule groups", d.name())
-			}
+		if !served {
+			t.Errorf("%s %s is scraped on port %q, which no container serves as metrics", d.kind(), d.name(), port)
 		}
+		jobs[ann["prometheus.io/job"]] = d.name()
+	}
+	names := slices.Sorted(maps.Keys(jobs))
+	wantJobs := []string{}
+	if want {
+		wantJobs = []string{"perch-gateway", "perch-nats"}
+	}
+	if !slices.Equal(names, wantJobs) {
+		t.Errorf("scraped jobs %v, want %v", names, wantJobs)
 	}
 }
 
@@ -969,24 +975,22 @@ func slotLoad(owner map[string]string, slot string) int {
 	return n
 }
 
-// Monitoring objects follow the API server's capabilities when no flag
-// promises the CRDs, and stay out when neither says they exist.
-func TestAnalyticsMonitoringCapabilities(t *testing.T) {
+// The scrape annotations follow monitoring.enabled, and no Prometheus
+// Operator object is rendered, whatever the API server offers.
+func TestAnalyticsScrapeAnnotations(t *testing.T) {
 	c := loadChart(t)
 	vals := values(t, appliance(nil), Node{GPUs: 1})
-	checkMonitoring(t, render(t, c, vals, capabilities(true)), true)
-	checkMonitoring(t, render(t, c, vals, capabilities(false)), false)
-
-	off := values(t, appliance(func(a *Appliance) { a.Monitoring.Enabled = false }), Node{GPUs: 1, MonitoringCRDs: true})
-	for _, d := range render(t, c, off, capabilities(true)) {
-		switch d.kind() {
-		case "ServiceMonitor", "PodMonitor", "PrometheusRule":
-			t.Errorf("monitoring.enabled false still renders %s %s", d.kind(), d.name())
-		}
-		if d.kind() == "ConfigMap" && strings.HasSuffix(d.name(), "-dashboards") {
-			t.Errorf("monitoring.enabled false still renders dashboards %s", d.name())
+	for _, caps := range []bool{true, false} {
+		docs := render(t, c, vals, capabilities(caps))
+		checkMonitoring(t, docs, true)
+		for _, d := range docs {
+			if strings.HasPrefix(fmt.Sprint(d.obj["apiVersion"]), "monitoring.coreos.com/") {
+				t.Errorf("%s %s needs the Prometheus Operator's CRDs", d.kind(), d.name())
+			}
 		}
 	}
+	off := values(t, appliance(func(a *Appliance) { a.Monitoring.Enabled = false }), Node{GPUs: 1})
+	checkMonitoring(t, render(t, c, off, capabilities(true)), false)
 }
 
 // Without a registry or pull secret, images are the upstream references and
@@ -1105,25 +1109,22 @@ func TestAnalyticsNATSWithoutStorageProvisioner(t *testing.T) {
 // The gateway's LoadBalancer puts its ports on the node's addresses: only
 // the media ports belong there. Prometheus scrapes a ClusterIP Service.
 func TestAnalyticsGatewayMetricsService(t *testing.T) {
-	docs := render(t, loadChart(t), values(t, appliance(nil), Node{GPUs: 1, MonitoringCRDs: true}), capabilities(false))
+	docs := render(t, loadChart(t), values(t, appliance(nil), Node{GPUs: 1}), capabilities(false))
 	var lb, metrics *corev1.Service
-	var monitor map[string]any
 	for _, d := range docs {
-		switch d.kind() {
-		case "Service":
-			svc := strict[corev1.Service](t, d)
-			if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
-				lb = svc
-			}
-			if slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "metrics" }) {
-				metrics = svc
-			}
-		case "ServiceMonitor":
-			monitor = d.obj
+		if d.kind() != "Service" {
+			continue
+		}
+		svc := strict[corev1.Service](t, d)
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			lb = svc
+		}
+		if slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "metrics" }) {
+			metrics = svc
 		}
 	}
-	if lb == nil || metrics == nil || monitor == nil {
-		t.Fatalf("LoadBalancer %v, metrics Service %v, ServiceMonitor %v: want all three", lb != nil, metrics != nil, monitor != nil)
+	if lb == nil || metrics == nil {
+		t.Fatalf("LoadBalancer %v, metrics Service %v: want both", lb != nil, metrics != nil)
 	}
 	if metrics.Name == lb.Name {
 		t.Errorf("Service %s publishes the metrics port on the node's addresses", lb.Name)
@@ -1131,41 +1132,15 @@ func TestAnalyticsGatewayMetricsService(t *testing.T) {
 	if metrics.Spec.Type != corev1.ServiceTypeClusterIP {
 		t.Errorf("metrics Service %s is %s, want ClusterIP", metrics.Name, metrics.Spec.Type)
 	}
-	sel, _ := monitor["spec"].(map[string]any)["selector"].(map[string]any)["matchLabels"].(map[string]any)
-	selects := func(svc *corev1.Service) bool {
-		for k, v := range sel {
-			if svc.Labels[k] != v {
-				return false
-			}
-		}
-		return true
-	}
-	if !selects(metrics) || selects(lb) {
-		t.Errorf("ServiceMonitor selects %v: metrics Service %v, LoadBalancer %v; want only the metrics Service", sel, selects(metrics), selects(lb))
-	}
 }
 
 // The stock worker images (DeepStream, DL Streamer) serve no metrics: a
-// monitor on them is a target that is always down, and a rule or panel on
-// their series never has data. Monitors, rules and dashboards use only
-// what the gateway, NATS, dcgm-exporter and the cluster really export.
-func TestAnalyticsMonitorsOnlyWhatIsServed(t *testing.T) {
-	docs := render(t, loadChart(t), values(t, appliance(nil), Node{GPUs: 1, MonitoringCRDs: true}), capabilities(false))
-	for _, d := range docs {
-		if d.kind() != "PodMonitor" && d.kind() != "ServiceMonitor" {
-			continue
-		}
-		sel, _ := d.obj["spec"].(map[string]any)["selector"].(map[string]any)["matchLabels"].(map[string]any)
-		if sel["app.kubernetes.io/component"] == "worker" {
-			t.Errorf("%s %s scrapes the workers, whose images serve no metrics", d.kind(), d.name())
-		}
-	}
-	for _, d := range docs {
-		if d.kind() != "PrometheusRule" && !(d.kind() == "ConfigMap" && strings.HasSuffix(d.name(), "-dashboards")) {
-			continue
-		}
-		if strings.Contains(d.text, "perch_pipeline_") {
-			t.Errorf("%s %s reads perch_pipeline_* series, which no worker image exports", d.kind(), d.name())
+// scraped worker would be a target that is always down.
+func TestAnalyticsScrapesOnlyWhatIsServed(t *testing.T) {
+	for _, d := range render(t, loadChart(t), values(t, appliance(nil), Node{GPUs: 1}), capabilities(false)) {
+		if d.kind() == "Deployment" && strings.Contains(d.name(), "-worker-") &&
+			strict[appsv1.Deployment](t, d).Spec.Template.Annotations["prometheus.io/scrape"] != "" {
+			t.Errorf("%s is scraped, but its image serves no metrics", d.name())
 		}
 	}
 }
@@ -1204,15 +1179,6 @@ func TestAnalyticsMIG(t *testing.T) {
 			}
 			if !maps.Equal(got, tt.want) {
 				t.Errorf("workers request %v, want %v", got, tt.want)
-			}
-			// PerchGPUsMissing compares capacity with GPUs x what each
-			// advertises as nvidia.com/gpu: 7 MIG instances on one GPU
-			// under single; half a GPU's worth on average under mixed
-			perGPU := map[string]string{"single": "* 7 #", "mixed": "* 0.5 #"}[tt.name]
-			for _, d := range render(t, c, values(t, a, Node{GPUs: tt.gpus, GPUResources: tt.res, MonitoringCRDs: true}), capabilities(false)) {
-				if d.kind() == "PrometheusRule" && !strings.Contains(d.text, perGPU) {
-					t.Errorf("PerchGPUsMissing lacks %q for %s:\n%s", perGPU, tt.name, d.text)
-				}
 			}
 		})
 	}

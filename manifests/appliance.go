@@ -35,6 +35,22 @@ type Stream struct{ Name, URL string }
 type Monitoring struct {
 	Enabled, Grafana, Alertmanager bool
 	Retention, RetentionSize       string
+	// ScrapeInterval is how often targets are scraped and rules run;
+	// "" for the default.
+	ScrapeInterval string
+	// ExternalLabels tell this appliance's series apart in a central
+	// store (monitoring.externalLabels).
+	ExternalLabels map[string]string
+	RemoteWrite    []RemoteWrite
+}
+
+// RemoteWrite is one central store Prometheus forwards to. Its secrets are
+// not here: install puts them in a Secret (render.MonitoringSecrets); the
+// flags say which the store needs.
+type RemoteWrite struct {
+	Name, URL, Username   string
+	Password, BearerToken bool
+	CA                    bool
 }
 
 type K3s struct {

@@ -1,7 +1,11 @@
 package manifests
 
 import (
+	"bytes"
+	"strings"
+
 	"io/fs"
+	corev1 "k8s.io/api/core/v1"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +20,8 @@ import (
 // the chart, and promtool tests it where it lies. The promtool tests stay in
 // testdata/ so that they are not packaged into the chart.
 const (
-	alertsInChart = "files/perch-alerts.yaml" // in AnalyticsChart()
-	alertsFile    = "charts/perch-analytics/" + alertsInChart
+	alertsInChart = "files/perch-alerts.yaml" // in MonitoringChart()
+	alertsFile    = "charts/perch-monitoring/" + alertsInChart
 	alertTests    = "testdata/perch-alerts_test.yaml"
 	// cases run against the rules as rendered with gpu.sharingReplicas 4
 	alertTimeSlicedTests = "testdata/perch-alerts-time-sliced_test.yaml"
@@ -55,7 +59,7 @@ type promtoolTests struct {
 // shippedAlerts reads the rules from the embedded chart: what install deploys.
 func shippedAlerts(t *testing.T) ([]byte, *alertRules) {
 	t.Helper()
-	data, err := fs.ReadFile(AnalyticsChart(), alertsInChart)
+	data, err := fs.ReadFile(MonitoringChart(), alertsInChart)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,19 +111,15 @@ func TestPromtoolTestRules(t *testing.T) {
 // nothing but what the chart knows and what dcgm-exporter and
 // kube-state-metrics really export.
 func TestPromtoolTimeSlicedRules(t *testing.T) {
-	a := appliance(func(a *Appliance) { a.GPU.Replicas = 4 })
-	var spec any
-	for _, d := range render(t, loadChart(t), values(t, a, Node{GPUs: 2, MonitoringCRDs: true}), capabilities(false)) {
-		if d.kind() == "PrometheusRule" {
-			spec = d.obj["spec"]
+	// 2 GPUs shared 4 ways: 4 nvidia.com/gpu per GPU (render.PerGPU)
+	var rules []byte
+	for _, d := range render(t, loadMonitoringChart(t), map[string]any{"gpu": map[string]any{"perGPU": 4}}, capabilities(false)) {
+		if d.kind() == "ConfigMap" && strings.HasSuffix(d.name(), "-rules") {
+			rules = []byte(strict[corev1.ConfigMap](t, d).Data["perch-alerts.yaml"])
 		}
 	}
-	if spec == nil {
-		t.Fatal("no PrometheusRule rendered")
-	}
-	rules, err := yaml.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
+	if !bytes.Contains(rules, []byte("* 4 # nvidia.com/gpu per GPU")) {
+		t.Fatalf("the rules ConfigMap does not carry perGPU 4:\n%s", rules)
 	}
 	tests, err := os.ReadFile(alertTimeSlicedTests)
 	if err != nil {

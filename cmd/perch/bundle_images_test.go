@@ -32,9 +32,9 @@ func TestBundleImagesCommand(t *testing.T) {
 	for _, s := range got.Images {
 		by[s.Image] = s
 	}
-	prom := by["quay.io/prometheus/prometheus:v3.1.0"]
-	if prom.By != bundles.FromCharts || len(prom.From) == 0 || prom.From[0].Field != "spec.image" || prom.From[0].Object != "Prometheus monitoring/kube-prometheus-stack-prometheus" {
-		t.Errorf("prometheus: %+v, want pulled from charts, named by the Prometheus resource's spec.image", prom)
+	prom := by["quay.io/prometheus/prometheus:v3.16.0"]
+	if prom.By != bundles.FromCharts || len(prom.From) == 0 || prom.From[0].Object != "StatefulSet monitoring/perch-monitoring-prometheus" {
+		t.Errorf("prometheus: %+v, want pulled from charts, named by perch-monitoring's StatefulSet", prom)
 	}
 	if p := by["docker.io/rancher/mirrored-pause:3.6"]; p.By != bundles.Missing {
 		t.Errorf("pause: %+v, want MISSING", p)

@@ -4,9 +4,11 @@
 package apps
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/perchedge/perch/airgap/registry"
 	"github.com/perchedge/perch/bundles"
+	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/node"
 	"github.com/perchedge/perch/manifests/render"
@@ -31,7 +34,7 @@ import (
 
 // allApps are every app Perch may deploy: one the config stops wanting is
 // removed.
-var allApps = []string{render.DevicePlugin, render.Monitoring, render.DCGMExporter, render.Analytics}
+var allApps = []string{render.DevicePlugin, render.Monitoring, render.DCGMExporter, render.Analytics, retiredMonitoring}
 
 // appsStep deploys the apps the config wants as HelmChart manifests in
 // k3s's auto-deploy directory, with their charts where k3s serves them,
@@ -48,7 +51,15 @@ type Apps struct {
 	// rollouts are the apps whose HelmChart this install changed, with the
 	// install Job each had before (apps -> apps-ready).
 	rollouts map[string]jobMark
+	// registryPort and registryCA (a host path) are where Prometheus
+	// scrapes the Perch registry; port 0 when this node runs none.
+	registryPort int
+	registryCA   string
 }
+
+// ScrapeRegistry has Prometheus scrape the Perch registry every server
+// runs on port, over TLS checked against the CA at caPath on this host.
+func (a *Apps) ScrapeRegistry(port int, caPath string) { a.registryPort, a.registryCA = port, caPath }
 
 // New are the apps of n, a server, whose appliance registry is at
 // registries.
@@ -81,6 +92,13 @@ func (s *appsStep) desired(ctx context.Context) (apps []render.App, ok bool, err
 		in.Charts = bundleCharts(dir, b.Manifest)
 	}
 	in.Assigned = s.assigned()
+	if s.a.registryPort > 0 {
+		// the registry step makes the CA before this step applies; a plan
+		// made before it exists renders without the scrape
+		if ca, err := s.a.n.Host.ReadFile(s.a.registryCA); err == nil {
+			in.RegistryMetrics = &render.RegistryMetrics{Port: s.a.registryPort, CA: ca}
+		}
+	}
 	apps, err = render.Apps(Spec(s.a.n.Cfg), in)
 	return apps, true, err
 }
@@ -174,30 +192,122 @@ type wantFile struct {
 // GrafanaPasswordPath holds the Grafana admin password Perch generated.
 const GrafanaPasswordPath = "/etc/perch/secrets/grafana-admin-password"
 
-func (s *appsStep) grafanaManifest() string {
-	return s.dataPath(path.Join(render.ManifestsDir, render.GrafanaAdminSecret+".yaml"))
+// secretsManifest is the monitoring Secrets' manifest (render.MonitoringSecrets).
+func (s *appsStep) secretsManifest() string {
+	return s.dataPath(path.Join(render.ManifestsDir, "perch-monitoring-secrets.yaml"))
+}
+
+// retiredFiles are manifests earlier Perch releases wrote that nothing
+// renders any more: k3s would apply them again at every start.
+func (s *appsStep) retiredFiles() []string {
+	return []string{
+		s.dataPath(path.Join(render.ManifestsDir, render.GrafanaAdminSecret+".yaml")),
+	}
+}
+
+// retiredMonitoring is the monitoring app before perch-monitoring: an
+// operator-based stack whose operator cannot be built or tested offline.
+const retiredMonitoring = "kube-prometheus-stack"
+
+// monitored says whether perch-monitoring is deployed.
+func monitored(apps []render.App) bool {
+	return slices.ContainsFunc(apps, func(a render.App) bool { return a.Name == render.Monitoring })
 }
 
 // wantsGrafana says whether Grafana is deployed, and so needs its login.
 func (s *appsStep) wantsGrafana(apps []render.App) bool {
-	return s.a.n.Cfg.Monitoring.Grafana && slices.ContainsFunc(apps, func(a render.App) bool { return a.Name == render.Monitoring })
+	return s.a.n.Cfg.Monitoring.Grafana && monitored(apps)
 }
 
-// grafanaFiles are the admin password and the Secret manifest made from
-// it; nil while the password has not been generated.
-func (s *appsStep) grafanaFiles() ([]wantFile, error) {
-	raw, err := s.a.n.Host.ReadFile(GrafanaPasswordPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+// maxSecretFile bounds a credential or CA file the config names.
+const maxSecretFile = 64 << 10
+
+// remoteWriteSecrets are the remote-write credentials and CAs, read from
+// the files the config names, keyed as the chart's values refer to them.
+func (s *appsStep) remoteWriteSecrets() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for i, rw := range s.a.n.Cfg.Monitoring.RemoteWrite {
+		name := config.RemoteWriteName(i, rw)
+		pw, tok, ca := render.RemoteWriteKeys(name)
+		for _, f := range []struct{ field, file, key string }{
+			{"passwordFile", rw.PasswordFile, pw}, {"bearerTokenFile", rw.BearerTokenFile, tok}, {"caFile", rw.CAFile, ca},
+		} {
+			if f.file == "" {
+				continue
+			}
+			field := fmt.Sprintf("monitoring.remoteWrite[%d].%s", i, f.field)
+			data, err := readBounded(f.file, maxSecretFile)
+			if err != nil {
+				return nil, &config.InvalidError{Source: "config", Errs: config.FieldErrors{{Path: field, Msg: err.Error()}}}
+			}
+			if f.key != ca {
+				// a trailing newline would be part of the password
+				data = bytes.TrimSpace(data)
+			}
+			if len(data) == 0 {
+				return nil, &config.InvalidError{Source: "config", Errs: config.FieldErrors{{Path: field, Msg: f.file + " is empty"}}}
+			}
+			out[f.key] = data
+		}
 	}
+	return out, nil
+}
+
+// readBounded reads a regular file of at most limit bytes.
+func readBounded(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w; create it, or fix the path", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	m, err := render.GrafanaAdminManifest(strings.TrimSpace(string(raw)))
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	return []wantFile{{GrafanaPasswordPath, raw, 0o600}, {s.grafanaManifest(), m, 0o600}}, nil
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d KiB; it should hold one secret or PEM CA", name, limit>>10)
+	}
+	return data, nil
+}
+
+// secretFiles are the Grafana admin password (when Grafana is deployed)
+// and the manifest of the monitoring Secrets; none when monitoring needs
+// no secret. generated is false while the Grafana password is yet to be
+// made: the plan then lists both files as created.
+func (s *appsStep) secretFiles(apps []render.App) (files []wantFile, generated bool, err error) {
+	if !monitored(apps) {
+		return nil, true, nil
+	}
+	rw, err := s.remoteWriteSecrets()
+	if err != nil {
+		return nil, false, err
+	}
+	var password []byte
+	if s.wantsGrafana(apps) {
+		password, err = s.a.n.Host.ReadFile(GrafanaPasswordPath)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		files = append(files, wantFile{GrafanaPasswordPath, password, 0o600})
+	}
+	if len(password) == 0 && len(rw) == 0 {
+		return nil, true, nil
+	}
+	m, err := render.MonitoringSecrets(strings.TrimSpace(string(password)), rw)
+	if err != nil {
+		return nil, false, err
+	}
+	return append(files, wantFile{s.secretsManifest(), m, 0o600}), true, nil
 }
 
 func (s *appsStep) Plan(ctx context.Context) ([]engine.Change, error) {
@@ -211,19 +321,24 @@ func (s *appsStep) Plan(ctx context.Context) ([]engine.Change, error) {
 	}
 	var cs []engine.Change
 	files := s.files(apps)
-	if s.wantsGrafana(apps) {
-		gf, err := s.grafanaFiles()
-		if err != nil {
-			return nil, err
+	sf, generated, err := s.secretFiles(apps)
+	if err != nil {
+		return nil, err
+	}
+	if !generated {
+		cs = append(cs,
+			engine.Change{Action: engine.Create, Kind: engine.File, Target: GrafanaPasswordPath, Detail: "mode 0600, secret, Grafana's admin password"},
+			engine.Change{Action: engine.Create, Kind: engine.File, Target: s.secretsManifest(), Detail: "mode 0600, secret"})
+	}
+	files = append(files, sf...)
+	stray := s.retiredFiles()
+	if sf == nil && generated {
+		stray = append(stray, s.secretsManifest())
+	}
+	for _, p := range stray {
+		if _, err := s.a.n.Host.Stat(p); err == nil {
+			cs = append(cs, engine.Change{Action: engine.Delete, Kind: engine.File, Target: p})
 		}
-		if gf == nil {
-			cs = append(cs,
-				engine.Change{Action: engine.Create, Kind: engine.File, Target: GrafanaPasswordPath, Detail: "mode 0600, secret, Grafana's admin password"},
-				engine.Change{Action: engine.Create, Kind: engine.File, Target: s.grafanaManifest(), Detail: "mode 0600, secret"})
-		}
-		files = append(files, gf...)
-	} else if _, err := s.a.n.Host.Stat(s.grafanaManifest()); err == nil {
-		cs = append(cs, engine.Change{Action: engine.Delete, Kind: engine.File, Target: s.grafanaManifest()})
 	}
 	for _, f := range files {
 		have, err := s.a.n.Host.ReadFile(f.path)
@@ -319,12 +434,12 @@ func (s *appsStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Repo
 				return err
 			}
 		}
-		gf, err := s.grafanaFiles()
-		if err != nil {
-			return err
-		}
-		files = append(files, gf...)
 	}
+	sf, _, err := s.secretFiles(apps)
+	if err != nil {
+		return err
+	}
+	files = append(files, sf...)
 	before := s.installJobs(ctx, apps)
 	for _, f := range files {
 		changed, err := s.a.n.Host.WriteFile(f.path, f.data, f.mode)

@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -23,11 +24,13 @@ func Spec(cfg *config.Appliance) *manifests.Appliance {
 		GPU:      manifests.GPU{Off: cfg.GPU.Mode == config.GPUOff, Replicas: cfg.GPU.Sharing.Replicas},
 		Pipeline: manifests.Pipeline{Enabled: cfg.Pipeline.Enabled},
 		Monitoring: manifests.Monitoring{
-			Enabled:       cfg.Monitoring.Enabled,
-			Grafana:       cfg.Monitoring.Grafana,
-			Alertmanager:  cfg.Monitoring.Alertmanager,
-			Retention:     cfg.Monitoring.Retention,
-			RetentionSize: cfg.Monitoring.RetentionSize,
+			Enabled:        cfg.Monitoring.Enabled,
+			Grafana:        cfg.Monitoring.Grafana,
+			Alertmanager:   cfg.Monitoring.Alertmanager,
+			Retention:      cfg.Monitoring.Retention,
+			RetentionSize:  cfg.Monitoring.RetentionSize,
+			ScrapeInterval: cfg.Monitoring.ScrapeInterval,
+			ExternalLabels: externalLabels(cfg),
 		},
 		K3s: manifests.K3s{
 			Disable:      cfg.K3s.Disable,
@@ -38,7 +41,32 @@ func Spec(cfg *config.Appliance) *manifests.Appliance {
 	for _, s := range cfg.Pipeline.Streams {
 		a.Pipeline.Streams = append(a.Pipeline.Streams, manifests.Stream{Name: s.Name, URL: s.URL})
 	}
+	for i, rw := range cfg.Monitoring.RemoteWrite {
+		a.Monitoring.RemoteWrite = append(a.Monitoring.RemoteWrite, manifests.RemoteWrite{
+			Name: config.RemoteWriteName(i, rw), URL: rw.URL, Username: rw.Username,
+			Password: rw.PasswordFile != "", BearerToken: rw.BearerTokenFile != "", CA: rw.CAFile != "",
+		})
+	}
 	return a
+}
+
+// SiteLabel is the node label that names an appliance's site.
+const SiteLabel = "perch.dev/site"
+
+// externalLabels are monitoring.externalLabels, with site filled in from
+// the node's site label or its hostname when the config leaves it out:
+// without one, a central store cannot tell this appliance from the next.
+func externalLabels(cfg *config.Appliance) map[string]string {
+	out := map[string]string{}
+	for k, v := range cfg.Monitoring.ExternalLabels {
+		out[k] = v
+	}
+	if _, ok := out["site"]; !ok {
+		if site := cmp.Or(cfg.Node.Labels[SiteLabel], cfg.Node.Hostname); site != "" {
+			out["site"] = site
+		}
+	}
+	return out
 }
 
 // extraArg is the value of flag in k3s.extraArgs, which validation keeps

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -26,10 +27,10 @@ func TestSpecFollowsTheConfig(t *testing.T) {
 	want := &manifests.Appliance{
 		GPU:        manifests.GPU{Off: true, Replicas: 3},
 		Pipeline:   manifests.Pipeline{Enabled: true, Streams: []manifests.Stream{{Name: "gate-1", URL: "rtsp://192.0.2.10/live"}}},
-		Monitoring: manifests.Monitoring{Enabled: true, Alertmanager: true, Retention: "14d", RetentionSize: "5GB"},
+		Monitoring: manifests.Monitoring{Enabled: true, Alertmanager: true, Retention: "14d", RetentionSize: "5GB", ExternalLabels: map[string]string{}},
 		K3s:        manifests.K3s{Disable: []string{"servicelb"}},
 	}
-	if got.GPU != want.GPU || got.Monitoring != want.Monitoring || got.Pipeline.Enabled != want.Pipeline.Enabled ||
+	if got.GPU != want.GPU || !reflect.DeepEqual(got.Monitoring, want.Monitoring) || got.Pipeline.Enabled != want.Pipeline.Enabled ||
 		len(got.Pipeline.Streams) != 1 || got.Pipeline.Streams[0] != want.Pipeline.Streams[0] ||
 		strings.Join(got.K3s.Disable, ",") != "servicelb" {
 		t.Errorf("Spec = %+v, want %+v", got, want)
@@ -63,12 +64,13 @@ func TestReviewRefusesBundleItCannotCheck(t *testing.T) {
 
 func TestWriteDirLeavesUnchangedFiles(t *testing.T) {
 	cfg := config.Default()
+	cfg.Monitoring.Enabled = false
 	first, skipped, err := Review(context.Background(), &cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(first) != 1 || first[0].Name != render.Analytics || len(skipped) != 3 {
-		t.Fatalf("without a bundle: %d apps, skipped %v; want the pipeline only", len(first), skipped)
+		t.Fatalf("without a bundle or monitoring: %d apps, skipped %v; want the pipeline only", len(first), skipped)
 	}
 	dir := t.TempDir()
 	written, err := WriteDir(dir, first)

@@ -151,6 +151,27 @@ func TestInvalidConfigs(t *testing.T) {
 		{"a long value is cut when echoed", minimal + "node: {role: " + strings.Repeat("x", 300) + "}", []string{
 			`node.role: must be server or agent, got "` + strings.Repeat("x", 64) + `… (300 bytes)"`,
 		}},
+		{"remote write in clear with credentials", minimal + "monitoring: {remoteWrite: [{url: 'http://central:9090/api/v1/write', username: site, passwordFile: /etc/perch/rw}]}", []string{
+			"monitoring.remoteWrite[0].url: is http://, which would send the credentials in clear; use https://",
+		}},
+		{"remote write with inline credentials", minimal + "monitoring: {remoteWrite: [{url: 'https://u:hunter2@central/api/v1/write'}]}", []string{
+			"monitoring.remoteWrite[0].url: carries credentials; put them in username and passwordFile, which never show in a plan",
+		}},
+		{"remote write half auth, two kinds, relative file", minimal + "monitoring: {remoteWrite: [{url: 'https://c/w', username: site}, {name: b, url: 'https://c/w', passwordFile: /p, username: u, bearerTokenFile: t}]}", []string{
+			"monitoring.remoteWrite[0].passwordFile: basic auth needs both username and passwordFile",
+			"monitoring.remoteWrite[1].bearerTokenFile: is set together with basic auth; a store takes one of them",
+			`monitoring.remoteWrite[1].bearerTokenFile: must be an absolute path, got "t"`,
+		}},
+		{"remote write names and urls", minimal + "monitoring: {remoteWrite: [{name: x, url: 'https://c/w'}, {name: x, url: 'ftp://c'}, {name: Bad_Name}]}", []string{
+			`monitoring.remoteWrite[1].name: "x" names another store too; give each its own`,
+			`monitoring.remoteWrite[1].url: "ftp://c" is not an http(s) URL with a host; write it like https://metrics.example.com/api/v1/write`,
+			`monitoring.remoteWrite[2].name: "Bad_Name" must be lower-case letters, digits and '-', up to 32`,
+			"monitoring.remoteWrite[2].url: required: the store's remote-write endpoint, such as https://metrics.example.com/api/v1/write",
+		}},
+		{"scrape interval and labels", minimal + "monitoring: {scrapeInterval: 1s, externalLabels: {__x: a, ok: b}}", []string{
+			"monitoring.externalLabels.__x: is not a Prometheus label name; use letters, digits and _ (not starting with __), up to 64",
+			`monitoring.scrapeInterval: "1s" must be a duration from 5s to 5m, like 30s`,
+		}},
 		{"not a mapping", "- a\n- b", []string{
 			"(file): the file must hold a mapping of keys at the top, got a list; check that it is the appliance config",
 		}},

@@ -111,6 +111,33 @@ type Monitoring struct {
 	// Alertmanager routes alerts; off by default, since an offline
 	// appliance often has no receiver to send to.
 	Alertmanager bool `key:"alertmanager"`
+	// ScrapeInterval is how often Prometheus scrapes and evaluates the
+	// rules (30s).
+	ScrapeInterval string `key:"scrapeInterval"`
+	// ExternalLabels are added to every series that leaves the appliance
+	// (remote write), so a central store tells sites apart; site defaults
+	// to node.labels' perch.dev/site, else node.hostname.
+	ExternalLabels map[string]string `key:"externalLabels"`
+	// RemoteWrite are central Prometheus-compatible stores (Prometheus,
+	// Mimir, Thanos, VictoriaMetrics) every sample is forwarded to.
+	RemoteWrite []RemoteWrite `key:"remoteWrite"`
+}
+
+// RemoteWrite is one central store. Its credentials are files on the
+// installing machine, read at install into a Secret; none is ever in the
+// config itself, a plan or the HelmChart.
+type RemoteWrite struct {
+	// Name tells stores apart in Prometheus's metrics; default remote-N.
+	Name string `key:"name"`
+	URL  string `key:"url"`
+	// Username and PasswordFile are HTTP basic auth.
+	Username     string `key:"username"`
+	PasswordFile string `key:"passwordFile"`
+	// BearerTokenFile holds a token sent as "Authorization: Bearer".
+	BearerTokenFile string `key:"bearerTokenFile"`
+	// CAFile is the PEM CA the store's certificate is checked against,
+	// for a store whose CA the system does not know.
+	CAFile string `key:"caFile"`
 }
 
 // Secret is a string that never shows up in logs, plans or errors. Saving a

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -114,7 +115,89 @@ func Validate(c *Appliance) FieldErrors {
 	if c.Monitoring.RetentionSize != "" && !promSize.MatchString(c.Monitoring.RetentionSize) {
 		es.add("monitoring.retentionSize", "%q is not a Prometheus size; write it like 10GB or 512MB", c.Monitoring.RetentionSize)
 	}
+	validateMonitoring(c, &es)
 	return es.sorted()
+}
+
+var (
+	promLabelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+	rwName        = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$`)
+)
+
+// maxRemoteWrites bounds the stores one appliance forwards to: each keeps
+// its own queue and WAL reader.
+const maxRemoteWrites = 8
+
+func validateMonitoring(c *Appliance, es *FieldErrors) {
+	m := &c.Monitoring
+	if m.ScrapeInterval != "" {
+		if d, err := time.ParseDuration(m.ScrapeInterval); err != nil || !promDuration.MatchString(m.ScrapeInterval) || d < 5*time.Second || d > 5*time.Minute {
+			es.add("monitoring.scrapeInterval", "%q must be a duration from 5s to 5m, like 30s", m.ScrapeInterval)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.ExternalLabels)) {
+		f := "monitoring.externalLabels." + Clip(k)
+		switch v := m.ExternalLabels[k]; {
+		case !promLabelName.MatchString(k) || strings.HasPrefix(k, "__") || len(k) > 64:
+			es.add(f, "is not a Prometheus label name; use letters, digits and _ (not starting with __), up to 64")
+		case len(v) > 256 || !utf8.ValidString(v):
+			es.add(f, "the value must be UTF-8, up to 256 bytes")
+		}
+	}
+	if len(m.RemoteWrite) > maxRemoteWrites {
+		es.add("monitoring.remoteWrite", "has %d stores; at most %d", len(m.RemoteWrite), maxRemoteWrites)
+		return
+	}
+	seen := map[string]bool{}
+	for i, rw := range m.RemoteWrite {
+		f := fmt.Sprintf("monitoring.remoteWrite[%d]", i)
+		name := RemoteWriteName(i, rw)
+		switch {
+		case !rwName.MatchString(name):
+			es.add(f+".name", "%q must be lower-case letters, digits and '-', up to 32", Clip(name))
+		case seen[name]:
+			es.add(f+".name", "%q names another store too; give each its own", name)
+		}
+		seen[name] = true
+		u, err := url.Parse(rw.URL)
+		switch {
+		case rw.URL == "":
+			es.add(f+".url", "required: the store's remote-write endpoint, such as https://metrics.example.com/api/v1/write")
+			continue
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			es.add(f+".url", "%q is not an http(s) URL with a host; write it like https://metrics.example.com/api/v1/write", RedactURL(rw.URL))
+			continue
+		case u.User != nil:
+			es.add(f+".url", "carries credentials; put them in username and passwordFile, which never show in a plan")
+		}
+		if (rw.Username == "") != (rw.PasswordFile == "") {
+			es.add(f+".passwordFile", "basic auth needs both username and passwordFile")
+		}
+		if rw.PasswordFile != "" && rw.BearerTokenFile != "" {
+			es.add(f+".bearerTokenFile", "is set together with basic auth; a store takes one of them")
+		}
+		for _, p := range []struct{ key, v string }{{"passwordFile", rw.PasswordFile}, {"bearerTokenFile", rw.BearerTokenFile}, {"caFile", rw.CAFile}} {
+			if p.v != "" && !path.IsAbs(p.v) {
+				es.add(f+"."+p.key, "must be an absolute path, got %q", Clip(p.v))
+			}
+		}
+		if u.Scheme == "http" {
+			if rw.PasswordFile != "" || rw.BearerTokenFile != "" {
+				es.add(f+".url", "is http://, which would send the credentials in clear; use https://")
+			}
+			if rw.CAFile != "" {
+				es.add(f+".caFile", "is set for an http:// URL, which has no TLS; use https:// or remove caFile")
+			}
+		}
+	}
+}
+
+// RemoteWriteName is a store's name: its own, or remote-N by position.
+func RemoteWriteName(i int, rw RemoteWrite) string {
+	if rw.Name != "" {
+		return rw.Name
+	}
+	return fmt.Sprintf("remote-%d", i)
 }
 
 func validateNode(c *Appliance, es *FieldErrors) {

@@ -149,8 +149,8 @@ func (failedProxy) Stream(context.Context) (io.ReadCloser, error) {
 // With monitoring deployed, status that cannot ask Prometheus cannot say
 // that no alert fires: the report is not healthy, in text and JSON.
 func TestCollectPrometheusUnreachable(t *testing.T) {
-	c := newCluster(t, kps)
-	c.release(kps, kpsNS, 1, kpsManifest)
+	c := newCluster(t, render.Monitoring)
+	c.release(render.Monitoring, kpsNS, 1, kpsManifest)
 	c.operatorReady()
 	c.prometheus(1)
 	c.add(readyPod(kpsNS, promPod, ownedBy("apps/v1", "StatefulSet", promSts), nil),
@@ -161,7 +161,7 @@ func TestCollectPrometheusUnreachable(t *testing.T) {
 		return true, failedProxy{}, nil
 	})
 	hc := helmfake.NewSimpleClientset(&helmv1.HelmChart{
-		ObjectMeta: metav1.ObjectMeta{Name: kps, Namespace: render.HelmChartNamespace, Labels: map[string]string{render.LabelManagedBy: render.ManagedBy}},
+		ObjectMeta: metav1.ObjectMeta{Name: render.Monitoring, Namespace: render.HelmChartNamespace, Labels: map[string]string{render.LabelManagedBy: render.ManagedBy}},
 		Spec:       helmv1.HelmChartSpec{TargetNamespace: kpsNS, Chart: "https://%{KUBERNETES_API}%/static/charts/kube-prometheus-stack-65.1.1.tgz"}})
 
 	for _, tc := range []struct {
@@ -177,7 +177,7 @@ func TestCollectPrometheusUnreachable(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(rep.Apps) != 1 || rep.Apps[0].State != AppReady {
-				t.Fatalf("apps %+v: want kube-prometheus-stack ready", rep.Apps)
+				t.Fatalf("apps %+v: want perch-monitoring ready", rep.Apps)
 			}
 			if rep.Healthy || strings.Join(rep.Reasons, ", ") != "Prometheus not reachable" {
 				t.Fatalf("healthy=%v reasons=%q, want not healthy: Prometheus not reachable", rep.Healthy, rep.Reasons)

@@ -26,7 +26,9 @@ import (
 // custom resource; the operator makes the StatefulSet, owned by that
 // resource and labelled with its name, not the release's.
 const (
-	kps       = render.Monitoring
+	// an operator-based stack a site installs itself: its pods are made by
+	// the operator from custom resources, which readiness must follow
+	kps       = "kube-prometheus-stack"
 	kpsNS     = MonitoringNamespace
 	promCR    = kps + "-prometheus"
 	promSts   = "prometheus-" + promCR

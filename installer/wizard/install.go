@@ -436,7 +436,7 @@ const (
 	grafanaURL     = "http://%s:3000 (user admin, password in " + apps.GrafanaPasswordPath + ")"
 	hlsURL         = "http://%s:8888/CAMERA/index.m3u8"
 	registryURL    = "https://%s:%d"
-	grafanaForward = "kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000, then http://localhost:3000"
+	grafanaForward = "kubectl -n monitoring port-forward svc/perch-monitoring-grafana 3000, then http://localhost:3000"
 	hlsForward     = "kubectl -n perch port-forward svc/perch-analytics-gateway 8888, then http://localhost:8888/CAMERA/index.m3u8"
 )
 

@@ -23,7 +23,7 @@ func testCharts(t *testing.T) []render.Chart {
 	t.Helper()
 	dir := t.TempDir()
 	var out []render.Chart
-	for _, n := range []string{"nvidia-device-plugin", "dcgm-exporter", "kube-prometheus-stack", "site-tools"} {
+	for _, n := range []string{"nvidia-device-plugin", "dcgm-exporter", "site-tools"} {
 		ch, err := loader.LoadDir(filepath.Join("testdata/charts", n))
 		if err != nil {
 			t.Fatal(err)
@@ -81,13 +81,10 @@ func TestNeedsGPUSite(t *testing.T) {
 	want := []string{
 		"nvcr.io/nvidia/k8s-device-plugin:v0.17.0",
 		"nvcr.io/nvidia/k8s/dcgm-exporter:4.1.1-4.0.4-ubuntu22.04",
-		"quay.io/prometheus-operator/prometheus-operator:v0.79.2",
-		"quay.io/prometheus-operator/prometheus-config-reloader:v0.79.2",
-		"quay.io/prometheus/prometheus:v3.1.0",
-		"registry.k8s.io/ingress-nginx/kube-webhook-certgen:v1.5.0",
-		"docker.io/grafana/grafana:11.3.0",
-		"quay.io/kiwigrid/k8s-sidecar:1.28.0",
-		"registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.14.0",
+		"quay.io/prometheus/prometheus:v3.16.0",
+		"quay.io/prometheus/node-exporter:v1.10.2",
+		"docker.io/grafana/grafana:12.2.1",
+		"registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.16.0",
 		"docker.io/bluenviron/mediamtx:1.9.3",
 		"nvcr.io/nvidia/deepstream:7.1-triton-multiarch",
 		"docker.io/intel/dlstreamer:2024.2.0-ubuntu22",
@@ -113,7 +110,7 @@ func TestNeedsGPUSite(t *testing.T) {
 			t.Errorf("unexpected %s: %+v", im, got[im].From)
 		}
 	}
-	for _, not := range []string{"quay.io/prometheus/alertmanager:v0.28.0", "registry.k8s.io/nfd/node-feature-discovery:v0.16.4"} {
+	for _, not := range []string{"quay.io/prometheus/alertmanager:v0.35.0", "registry.k8s.io/nfd/node-feature-discovery:v0.16.4"} {
 		if _, ok := got[not]; ok {
 			t.Errorf("%s is needed, but the values install gives leave it off", not)
 		}
@@ -121,11 +118,8 @@ func TestNeedsGPUSite(t *testing.T) {
 	if len(got) != len(want) {
 		return
 	}
-	origin(t, got["quay.io/prometheus/prometheus:v3.1.0"], render.Monitoring, "Prometheus monitoring/kube-prometheus-stack-prometheus", "spec.image")
-	origin(t, got["quay.io/prometheus-operator/prometheus-config-reloader:v0.79.2"], render.Monitoring,
-		"Deployment monitoring/kube-prometheus-stack-operator", "spec.template.spec.containers[operator].args[1]")
-	origin(t, got["registry.k8s.io/ingress-nginx/kube-webhook-certgen:v1.5.0"], render.Monitoring,
-		"Job monitoring/kube-prometheus-stack-admission-patch", "spec.template.spec.containers[patch].image")
+	origin(t, got["quay.io/prometheus/prometheus:v3.16.0"], render.Monitoring,
+		"StatefulSet monitoring/perch-monitoring-prometheus", "spec.template.spec.containers[prometheus].image")
 	dp := origin(t, got["nvcr.io/nvidia/k8s-device-plugin:v0.17.0"], render.DevicePlugin,
 		"DaemonSet nvidia-device-plugin/nvidia-device-plugin", "spec.template.spec.containers[nvidia-device-plugin-ctr].image")
 	if dp.Chart != "nvidia-device-plugin-0.17.0-test" || dp.Site != "site.yaml, GPU node" {
@@ -158,13 +152,13 @@ func TestNeedsFollowTheConfig(t *testing.T) {
 	a.Monitoring.Grafana, a.Monitoring.Alertmanager = false, true
 	a.K3s = manifests.K3s{Disable: []string{"traefik", "servicelb", "metrics-server", "local-storage"}, PauseImage: "perch.test/pause:1"}
 	got := needsOf(t, ConfigSites("cpu.yaml", a, false))
-	for _, im := range []string{"quay.io/prometheus/alertmanager:v0.28.0", "perch.test/pause:1", "docker.io/intel/dlstreamer:2024.2.0-ubuntu22", "docker.io/rancher/mirrored-coredns-coredns:1.11.3"} {
+	for _, im := range []string{"quay.io/prometheus/alertmanager:v0.35.0", "perch.test/pause:1", "docker.io/intel/dlstreamer:2024.2.0-ubuntu22", "docker.io/rancher/mirrored-coredns-coredns:1.11.3"} {
 		if _, ok := got[full(t, im)]; !ok {
 			t.Errorf("missing %s", im)
 		}
 	}
 	for _, im := range []string{
-		"nvcr.io/nvidia/k8s-device-plugin:v0.17.0", "nvcr.io/nvidia/deepstream:7.1-triton-multiarch", "docker.io/grafana/grafana:11.3.0",
+		"nvcr.io/nvidia/k8s-device-plugin:v0.17.0", "nvcr.io/nvidia/deepstream:7.1-triton-multiarch", "docker.io/grafana/grafana:12.2.1",
 		"docker.io/rancher/mirrored-pause:3.6", "docker.io/rancher/mirrored-library-traefik:2.11.10", "docker.io/rancher/klipper-lb:v0.4.9",
 		"docker.io/rancher/local-path-provisioner:v0.0.30", "docker.io/rancher/mirrored-metrics-server:v0.7.2",
 	} {
@@ -189,7 +183,7 @@ func TestNeedsFollowTheConfig(t *testing.T) {
 // turn on is needed.
 func TestNeedsEverything(t *testing.T) {
 	got := needsOf(t, Everything())
-	for _, im := range []string{"quay.io/prometheus/alertmanager:v0.28.0", "docker.io/grafana/grafana:11.3.0",
+	for _, im := range []string{"quay.io/prometheus/alertmanager:v0.35.0", "docker.io/grafana/grafana:12.2.1",
 		"nvcr.io/nvidia/deepstream:7.1-triton-multiarch", "docker.io/intel/dlstreamer:2024.2.0-ubuntu22", "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"} {
 		if _, ok := got[im]; !ok {
 			t.Errorf("missing %s", im)

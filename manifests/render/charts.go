@@ -12,7 +12,6 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 
 	"github.com/perchedge/perch/bundles"
-	"github.com/perchedge/perch/manifests"
 )
 
 // chartInfo is what values need to know about the chart they configure.
@@ -39,11 +38,15 @@ func upstreamChart(c Chart) (ChartFile, *chartInfo, error) {
 	return ChartFile{Path: file, Data: data}, &chartInfo{chart: ch, version: ch.Metadata.Version}, nil
 }
 
-// analyticsChart packs the chart embedded in the binary. Packing is
-// reproducible, so the archive (and the manifest naming it) only changes
-// when the chart does.
-func analyticsChart() (ChartFile, *chartInfo, error) {
-	ch, err := LoadChartFS(manifests.AnalyticsChart())
+// embedded packs a chart embedded in the binary. Packing is reproducible,
+// so the archive (and the manifest naming it) only changes when the chart
+// does.
+func embedded(fsys fs.FS) func() (ChartFile, *chartInfo, error) {
+	return func() (ChartFile, *chartInfo, error) { return packFS(fsys) }
+}
+
+func packFS(fsys fs.FS) (ChartFile, *chartInfo, error) {
+	ch, err := LoadChartFS(fsys)
 	if err != nil {
 		return ChartFile{}, nil, fmt.Errorf("embedded chart: %w", err)
 	}

@@ -40,18 +40,39 @@ const (
 // Grafana's admin login; install creates it (GrafanaAdminManifest).
 const GrafanaAdminSecret = "perch-grafana-admin"
 
-// GrafanaAdminManifest is a manifest for server/manifests with the
-// monitoring namespace and the Secret Grafana's admin login comes from.
-// It is kept out of the HelmChart so that no password is in its values.
-func GrafanaAdminManifest(password string) ([]byte, error) {
-	ns := map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "monitoring"}}
-	sec := map[string]any{
-		"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-		"metadata":   map[string]any{"name": GrafanaAdminSecret, "namespace": "monitoring", "labels": map[string]any{LabelManagedBy: ManagedBy}},
-		"stringData": map[string]any{"admin-user": "admin", "admin-password": password},
+// MonitoringNamespace is where perch-monitoring runs, and the Secrets it
+// reads live.
+const MonitoringNamespace = "monitoring"
+
+// MonitoringSecrets is a manifest for server/manifests with the
+// monitoring namespace and the Secrets perch-monitoring reads: Grafana's
+// admin login (when grafanaPassword is set) and the remote-write
+// credentials (RemoteWriteSecret, keyed as the chart's values name them).
+// It is kept out of the HelmChart so that no secret is in its values.
+func MonitoringSecrets(grafanaPassword string, remoteWrite map[string][]byte) ([]byte, error) {
+	objs := []any{map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": MonitoringNamespace}}}
+	secret := func(name string, data map[string]any) map[string]any {
+		return map[string]any{
+			"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+			"metadata": map[string]any{"name": name, "namespace": MonitoringNamespace, "labels": map[string]any{LabelManagedBy: ManagedBy}},
+			"data":     data,
+		}
+	}
+	if grafanaPassword != "" {
+		objs = append(objs, secret(GrafanaAdminSecret, map[string]any{
+			"admin-user":     []byte("admin"),
+			"admin-password": []byte(grafanaPassword),
+		}))
+	}
+	if len(remoteWrite) > 0 {
+		data := map[string]any{}
+		for k, v := range remoteWrite {
+			data[k] = v // []byte: base64 in data, any bytes a CA file holds
+		}
+		objs = append(objs, secret(RemoteWriteSecret, data))
 	}
 	var out []byte
-	for _, o := range []any{ns, sec} {
+	for _, o := range objs {
 		b, err := yaml.Marshal(o)
 		if err != nil {
 			return nil, err
@@ -59,6 +80,16 @@ func GrafanaAdminManifest(password string) ([]byte, error) {
 		out = append(append(out, "---\n"...), b...)
 	}
 	return out, nil
+}
+
+// RemoteWriteSecret holds the remote-write credentials perch-monitoring's
+// Prometheus reads as files.
+const RemoteWriteSecret = "perch-monitoring-remote-write"
+
+// RemoteWriteKeys are the keys of RemoteWriteSecret an entry's files go
+// under, as remoteWriteValues names them.
+func RemoteWriteKeys(name string) (password, token, ca string) {
+	return name + "-password", name + "-token", name + "-ca.crt"
 }
 
 // Labels on every HelmChart Perch renders, so whoever prunes apps a config
@@ -74,7 +105,7 @@ const (
 	Analytics     = "perch-analytics"
 	DevicePlugin  = "nvidia-device-plugin"
 	DCGMExporter  = "dcgm-exporter"
-	Monitoring    = "kube-prometheus-stack"
+	Monitoring    = "perch-monitoring"
 	NVIDIARuntime = "nvidia" // the RuntimeClass k3s creates when it finds the NVIDIA runtime
 )
 
@@ -106,6 +137,17 @@ type Inputs struct {
 	// PullSecret names a Secret every pod pulls with, where a chart allows
 	// one; empty when containerd holds the credentials (registries.yaml).
 	PullSecret string
+	// RegistryMetrics is where Prometheus scrapes the Perch registry of
+	// every server; nil when the appliance runs none.
+	RegistryMetrics *RegistryMetrics
+}
+
+// RegistryMetrics is the Perch registry as Prometheus reaches it: its port
+// on each server's address, and the appliance CA its certificate is
+// checked against (a public certificate, not a secret).
+type RegistryMetrics struct {
+	Port int
+	CA   []byte
 }
 
 // App is one rendered app: its HelmChart and the chart archive it installs.
@@ -138,8 +180,8 @@ type app struct {
 }
 
 // Apps renders every app the config wants, in the order they should
-// become ready: GPU access, then monitoring (its CRDs are what dcgm's
-// ServiceMonitor needs), then the exporters and the pipeline that use them.
+// become ready: GPU access, then monitoring, then the exporters and the
+// pipeline it scrapes.
 func Apps(a *manifests.Appliance, in Inputs) ([]App, error) {
 	var out []App
 	for _, w := range wanted(a, in) {
@@ -189,10 +231,8 @@ func wanted(a *manifests.Appliance, in Inputs) []app {
 			return upstreamChart(c)
 		}
 	}
-	_, haveMon := upstream(Monitoring)
-	monitoring := a.Monitoring.Enabled && haveMon
 	n := gpus(a, in)
-	v := values{a: a, in: in, gpus: n, monitoring: monitoring}
+	v := values{a: a, in: in, gpus: n}
 
 	// upstream charts only come with a bundle
 	missing := func(name string) string {
@@ -213,7 +253,7 @@ func wanted(a *manifests.Appliance, in Inputs) []app {
 		}
 		return missing(name)
 	}
-	monSkip := missing(Monitoring)
+	monSkip := ""
 	if !a.Monitoring.Enabled {
 		monSkip = "monitoring.enabled is false"
 	}
@@ -223,9 +263,9 @@ func wanted(a *manifests.Appliance, in Inputs) []app {
 	}
 	return []app{
 		{name: DevicePlugin, namespace: "nvidia-device-plugin", skip: gpuSkip(DevicePlugin), chart: fromBundle(DevicePlugin), values: v.devicePlugin},
-		{name: Monitoring, namespace: "monitoring", skip: monSkip, chart: fromBundle(Monitoring), values: v.monitoringStack},
+		{name: Monitoring, namespace: MonitoringNamespace, skip: monSkip, chart: embedded(manifests.MonitoringChart()), values: v.monitoring},
 		{name: DCGMExporter, namespace: "nvidia-device-plugin", skip: gpuSkip(DCGMExporter), chart: fromBundle(DCGMExporter), values: v.dcgmExporter},
-		{name: Analytics, namespace: "perch", skip: anaSkip, chart: analyticsChart, values: v.analytics},
+		{name: Analytics, namespace: "perch", skip: anaSkip, chart: embedded(manifests.AnalyticsChart()), values: v.analytics},
 	}
 }
 

@@ -132,7 +132,6 @@ func bundleCharts(t *testing.T) []Chart {
 	return []Chart{
 		makeChart(t, dir, DevicePlugin, "0.17.1", devicePluginValues),
 		makeChart(t, dir, DCGMExporter, "4.2.3", dcgmValues),
-		makeChart(t, dir, Monitoring, "75.15.1", kpsValues, scaffold(t, "grafana", "9.3.0", grafanaValues)),
 	}
 }
 
@@ -358,24 +357,15 @@ func TestDevicePluginValues(t *testing.T) {
 	}
 }
 
-func TestDCGMServiceMonitorOnlyWithMonitoring(t *testing.T) {
-	charts := bundleCharts(t)
-	for _, c := range []struct {
-		monitoring bool
-		charts     []Chart
-		want       bool
-	}{
-		{true, charts, true},
-		{false, charts, false},
-		// monitoring wanted, but the bundle has no stack: no CRDs
-		{true, charts[:2], false},
-	} {
+// dcgm-exporter's ServiceMonitor would need the Prometheus Operator's
+// CRDs; perch-monitoring finds its pods by their labels instead.
+func TestDCGMServiceMonitorOff(t *testing.T) {
+	for _, mon := range []bool{true, false} {
 		a := defaults()
-		a.Monitoring.Enabled = c.monitoring
-		apps := render(t, a, Inputs{GPU: inventory(1), Charts: c.charts})
-		d := find(t, apps, DCGMExporter)
-		if got := get(d.Values, "serviceMonitor.enabled"); got != c.want {
-			t.Errorf("monitoring %v, %d charts: serviceMonitor.enabled %v, want %v", c.monitoring, len(c.charts), got, c.want)
+		a.Monitoring.Enabled = mon
+		d := find(t, render(t, a, Inputs{GPU: inventory(1), Charts: bundleCharts(t)}), DCGMExporter)
+		if got := get(d.Values, "serviceMonitor.enabled"); got != false {
+			t.Errorf("monitoring %v: serviceMonitor.enabled %v, want false", mon, got)
 		}
 		if get(d.Values, "runtimeClassName") != "nvidia" {
 			t.Errorf("dcgm runtimeClassName %v", get(d.Values, "runtimeClassName"))
@@ -387,50 +377,100 @@ func TestMonitoringValues(t *testing.T) {
 	a := defaults()
 	a.Monitoring.Retention = "30d"
 	a.Monitoring.Grafana = false
-	m := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
-	for _, k := range []string{"kubeEtcd", "kubeControllerManager", "kubeScheduler", "kubeProxy", "alertmanager", "grafana"} {
-		if get(m.Values, k+".enabled") != false {
-			t.Errorf("%s.enabled = %v, want false", k, get(m.Values, k+".enabled"))
+	a.Monitoring.ExternalLabels = map[string]string{"site": "depot-7"}
+	m := find(t, render(t, a, Inputs{}), Monitoring)
+	if m.Namespace != MonitoringNamespace {
+		t.Errorf("namespace %s", m.Namespace)
+	}
+	for k, want := range map[string]any{
+		"prometheus.retention":     "30d",
+		"prometheus.retentionSize": DefaultRetentionSize,
+		"alertmanager.enabled":     false,
+		"grafana.enabled":          false,
+		"grafana.adminSecret":      GrafanaAdminSecret,
+		"scrapeInterval":           DefaultScrapeInterval,
+		"externalLabels.site":      "depot-7",
+		"gpu.perGPU":               float64(1),
+	} {
+		if got := get(m.Values, k); got != want {
+			t.Errorf("%s = %v (%T), want %v", k, got, got, want)
 		}
 	}
-	if got := get(m.Values, "prometheus.prometheusSpec.retention"); got != "30d" {
-		t.Errorf("retention %v", got)
+	a.Monitoring.RetentionSize, a.Monitoring.Alertmanager, a.Monitoring.Grafana, a.Monitoring.ScrapeInterval = "20GB", true, true, "15s"
+	m = find(t, render(t, a, Inputs{}), Monitoring)
+	for k, want := range map[string]any{"prometheus.retentionSize": "20GB", "alertmanager.enabled": true, "grafana.enabled": true, "scrapeInterval": "15s", "evaluationInterval": "15s"} {
+		if got := get(m.Values, k); got != want {
+			t.Errorf("%s = %v, want %v", k, got, want)
+		}
 	}
-	if got := get(m.Values, "prometheus.prometheusSpec.retentionSize"); got != DefaultRetentionSize {
-		t.Errorf("retentionSize %v without monitoring.retentionSize, want the default %s", got, DefaultRetentionSize)
+	if strings.Contains(string(m.YAML), "password") {
+		t.Errorf("monitoring values carry a password:\n%s", m.YAML)
 	}
-	a.Monitoring.RetentionSize, a.Monitoring.Alertmanager = "20GB", true
-	m2 := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
-	if get(m2.Values, "prometheus.prometheusSpec.retentionSize") != "20GB" || get(m2.Values, "alertmanager.enabled") != true {
-		t.Errorf("retentionSize %v, alertmanager %v", get(m2.Values, "prometheus.prometheusSpec.retentionSize"), get(m2.Values, "alertmanager.enabled"))
+}
+
+// The registry is scraped over TLS with the appliance CA when this node
+// runs one; remote-write values name Secret keys, never the secrets.
+func TestMonitoringScrapesAndRemoteWrite(t *testing.T) {
+	a := defaults()
+	a.Monitoring.RemoteWrite = []manifests.RemoteWrite{
+		{Name: "central", URL: "https://metrics.example.com/api/v1/write", Username: "depot-7", Password: true, CA: true},
+		{Name: "backup", URL: "https://vm.example.com/api/v1/write", BearerToken: true},
 	}
-	a.Monitoring.RetentionSize, a.Monitoring.Alertmanager = "", false
-	if got := get(m.Values, "grafana.sidecar.dashboards.label"); got != "grafana_dashboard" {
-		t.Errorf("dashboard label %v", got)
+	in := Inputs{RegistryMetrics: &RegistryMetrics{Port: 5000, CA: []byte("-----BEGIN CERTIFICATE-----\n")}}
+	m := find(t, render(t, a, in), Monitoring)
+	if get(m.Values, "scrape.registry.port") != 5000 || get(m.Values, "scrape.registry.ca") != "-----BEGIN CERTIFICATE-----\n" {
+		t.Errorf("registry scrape %v", get(m.Values, "scrape"))
 	}
-	a.Monitoring.Grafana = true
-	m = find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
-	if get(m.Values, "grafana.enabled") != true {
-		t.Errorf("grafana.enabled %v with monitoring.grafana on", get(m.Values, "grafana.enabled"))
+	rw, _ := get(m.Values, "prometheus.remoteWrite").([]any)
+	if len(rw) != 2 {
+		t.Fatalf("remoteWrite %v", rw)
+	}
+	c, b := rw[0].(map[string]any), rw[1].(map[string]any)
+	pw, _, ca := RemoteWriteKeys("central")
+	_, tok, _ := RemoteWriteKeys("backup")
+	if get(c, "basicAuth.username") != "depot-7" || get(c, "basicAuth.passwordKey") != pw || c["caKey"] != ca || b["bearerTokenKey"] != tok || b["basicAuth"] != nil {
+		t.Errorf("remoteWrite values %v", rw)
+	}
+	if get(find(t, render(t, a, Inputs{}), Monitoring).Values, "scrape.registry") != nil {
+		t.Error("registry scraped on a node without one")
+	}
+}
+
+// PerchGPUsMissing compares capacity with GPUs x nvidia.com/gpu per GPU.
+func TestPerGPU(t *testing.T) {
+	for _, tt := range []struct {
+		gpus, replicas int
+		res            []manifests.GPUResource
+		want           float64
+	}{
+		{0, 4, nil, 1},
+		{2, 1, nil, 1},
+		{2, 4, nil, 4},
+		{1, 1, []manifests.GPUResource{{Name: "nvidia.com/gpu", Count: 7}}, 7}, // MIG single
+		{2, 1, []manifests.GPUResource{{Name: "nvidia.com/gpu", Count: 1}, {Name: "nvidia.com/mig-1g.10gb", Count: 2}}, 0.5},
+	} {
+		if got := PerGPU(tt.gpus, tt.replicas, tt.res); got != tt.want {
+			t.Errorf("PerGPU(%d, %d, %v) = %v, want %v", tt.gpus, tt.replicas, tt.res, got, tt.want)
+		}
 	}
 }
 
 // Prometheus keeps its data across a restart on a local-path volume sized
 // from the retention bound plus headroom; without a provisioner, where a
-// PVC would stay Pending, an emptyDir bounded the same way.
+// PVC would stay Pending, on a host directory.
 func TestMonitoringStorage(t *testing.T) {
 	tests := []struct {
 		size, disable string
-		wantSize      string // PVC request or emptyDir sizeLimit
-		wantPVC       bool
+		wantSize      string
+		wantHostPath  bool
 	}{
-		{"", "", "12Gi", true}, // DefaultRetentionSize 10GB
-		{"10GB", "", "12Gi", true},
-		{"512MB", "", "1Gi", true},
-		{"100KB", "", "1Gi", true},
-		{"50GB", "", "60Gi", true},
-		{"1TB", "", "1229Gi", true},
-		{"10GB", "local-storage", "12Gi", false},
+		{"", "", "12Gi", false}, // DefaultRetentionSize 10GB
+		{"10GB", "", "12Gi", false},
+		{"512MB", "", "1Gi", false},
+		{"100KB", "", "1Gi", false},
+		{"50GB", "", "60Gi", false},
+		{"1TB", "", "1229Gi", false},
+		{"10GB", "local-storage", "12Gi", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.size+"/"+tt.disable, func(t *testing.T) {
@@ -439,34 +479,20 @@ func TestMonitoringStorage(t *testing.T) {
 			if tt.disable != "" {
 				a.K3s.Disable = []string{tt.disable}
 			}
-			m := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
-			spec := "prometheus.prometheusSpec."
+			m := find(t, render(t, a, Inputs{}), Monitoring)
 			want := tt.size
 			if want == "" {
 				want = DefaultRetentionSize
 			}
-			if got := get(m.Values, spec+"retentionSize"); got != want {
+			if got := get(m.Values, "prometheus.retentionSize"); got != want {
 				t.Errorf("retentionSize %v, want %s: the TSDB must stay inside its volume", got, want)
 			}
-			pvc := get(m.Values, spec+"storageSpec.volumeClaimTemplate.spec")
-			empty := get(m.Values, spec+"storageSpec.emptyDir")
-			if tt.wantPVC {
-				if got := get(m.Values, spec+"storageSpec.volumeClaimTemplate.spec.storageClassName"); got != "local-path" {
-					t.Errorf("storageClassName %v, want local-path (in %v)", got, pvc)
-				}
-				if got := get(m.Values, spec+"storageSpec.volumeClaimTemplate.spec.resources.requests.storage"); got != tt.wantSize {
-					t.Errorf("PVC size %v, want %s", got, tt.wantSize)
-				}
-				if empty != nil {
-					t.Errorf("emptyDir %v beside a PVC", empty)
-				}
-				return
+			if got := get(m.Values, "prometheus.storage.size"); got != tt.wantSize {
+				t.Errorf("volume size %v, want %s", got, tt.wantSize)
 			}
-			if pvc != nil {
-				t.Errorf("local-storage disabled: PVC %v would stay Pending", pvc)
-			}
-			if got := get(m.Values, spec+"storageSpec.emptyDir.sizeLimit"); got != tt.wantSize {
-				t.Errorf("emptyDir sizeLimit %v, want %s", got, tt.wantSize)
+			hp := get(m.Values, "prometheus.storage.hostPath")
+			if tt.wantHostPath != (hp == PrometheusHostPath) {
+				t.Errorf("hostPath %v, want one: %v", hp, tt.wantHostPath)
 			}
 		})
 	}
@@ -477,22 +503,13 @@ func TestRegistryOverrides(t *testing.T) {
 	for _, c := range []struct{ app, key, want string }{
 		{DevicePlugin, "image.repository", "10.0.0.5:5000/nvcr.io/nvidia/k8s-device-plugin"},
 		{DCGMExporter, "image.repository", "10.0.0.5:5000/nvcr.io/nvidia/k8s/dcgm-exporter"},
-		{Monitoring, "prometheus.prometheusSpec.image.registry", "10.0.0.5:5000"},
-		{Monitoring, "prometheus.prometheusSpec.image.repository", "quay.io/prometheus/prometheus"},
-		{Monitoring, "crds.upgradeJob.image.busybox.repository", "docker.io/library/busybox"},
-		{Monitoring, "grafana.image.repository", "docker.io/grafana/grafana"},
-		{Monitoring, "grafana.sidecar.image.registry", "10.0.0.5:5000"},
-		{Monitoring, "grafana.sidecar.image.repository", "quay.io/kiwigrid/k8s-sidecar"},
+		{Monitoring, "global.imageRegistry", "10.0.0.5:5000"},
 	} {
 		if got := get(find(t, apps, c.app).Values, c.key); got != c.want {
 			t.Errorf("%s %s = %v, want %s", c.app, c.key, got, c.want)
 		}
 	}
-	// Perch's own settings survive the merge with the image overrides
 	m := find(t, apps, Monitoring)
-	if get(m.Values, "grafana.sidecar.dashboards.label") != "grafana_dashboard" || get(m.Values, "grafana.enabled") != true {
-		t.Errorf("grafana values lost in the merge: %v", get(m.Values, "grafana"))
-	}
 	if ps, _ := get(m.Values, "global.imagePullSecrets").([]any); len(ps) != 1 {
 		t.Errorf("global.imagePullSecrets %v", get(m.Values, "global.imagePullSecrets"))
 	}
@@ -522,7 +539,7 @@ func TestWhatIsRendered(t *testing.T) {
 	}{
 		{"gpu mode off", off, Inputs{GPU: inventory(2), Charts: charts}, Monitoring + "," + Analytics},
 		{"no inventory", defaults(), Inputs{Charts: charts}, Monitoring + "," + Analytics},
-		{"no bundle", defaults(), Inputs{GPU: inventory(1)}, Analytics},
+		{"no bundle", defaults(), Inputs{GPU: inventory(1)}, Monitoring + "," + Analytics},
 		{"no pipeline", noPipe, Inputs{GPU: inventory(1), Charts: charts}, DevicePlugin + "," + Monitoring + "," + DCGMExporter},
 	} {
 		got := strings.Join(names(render(t, c.a, c.in)), ",")
@@ -533,12 +550,12 @@ func TestWhatIsRendered(t *testing.T) {
 			t.Errorf("%s: skipped %q", c.name, Skipped(c.a, c.in))
 		}
 	}
-	sk := strings.Join(Skipped(defaults(), Inputs{GPU: inventory(1), Charts: charts[2:]}), "\n")
+	sk := strings.Join(Skipped(defaults(), Inputs{GPU: inventory(1), Charts: charts[1:]}), "\n")
 	if !strings.Contains(sk, "nvidia-device-plugin: the bundle carries no nvidia-device-plugin chart") {
 		t.Errorf("skipped reasons do not say the chart is missing:\n%s", sk)
 	}
 	sk = strings.Join(Skipped(defaults(), Inputs{GPU: inventory(1)}), "\n")
-	if !strings.Contains(sk, "kube-prometheus-stack: no bundle; set bundle.source") {
+	if !strings.Contains(sk, "dcgm-exporter: no bundle; set bundle.source") {
 		t.Errorf("skipped reasons do not say there is no bundle:\n%s", sk)
 	}
 }
@@ -598,32 +615,48 @@ func TestMisnamedChart(t *testing.T) {
 	}
 }
 
-// Grafana's login comes from a Secret install writes, never from values.
-func TestGrafanaAdminManifest(t *testing.T) {
-	a := defaults()
-	m := find(t, render(t, a, Inputs{Charts: bundleCharts(t)}), Monitoring)
-	if get(m.Values, "grafana.admin.existingSecret") != GrafanaAdminSecret || strings.Contains(string(m.YAML), "adminPassword") {
-		t.Errorf("grafana admin values: %v", get(m.Values, "grafana.admin"))
-	}
-	raw, err := GrafanaAdminManifest("s3cret-pw")
+// Grafana's login and the remote-write credentials come from Secrets
+// install writes, never from values.
+func TestMonitoringSecrets(t *testing.T) {
+	pw, _, ca := RemoteWriteKeys("central")
+	raw, err := MonitoringSecrets("s3cret-pw", map[string][]byte{pw: []byte("rw-pass"), ca: []byte("PEM")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	docs := strings.Split(strings.TrimPrefix(string(raw), "---\n"), "---\n")
-	if len(docs) != 2 {
-		t.Fatalf("%d documents, want a Namespace and a Secret:\n%s", len(docs), raw)
+	if len(docs) != 3 {
+		t.Fatalf("%d documents, want a Namespace and two Secrets:\n%s", len(docs), raw)
 	}
-	var sec struct {
-		Kind       string
-		Metadata   struct{ Name, Namespace string }
-		StringData map[string]string `json:"stringData"`
+	got := map[string]map[string]string{}
+	for _, d := range docs[1:] {
+		var sec struct {
+			Kind     string
+			Metadata struct{ Name, Namespace string }
+			Data     map[string][]byte
+		}
+		if err := yaml.Unmarshal([]byte(d), &sec); err != nil {
+			t.Fatal(err)
+		}
+		if sec.Kind != "Secret" || sec.Metadata.Namespace != MonitoringNamespace {
+			t.Errorf("%s %s/%s", sec.Kind, sec.Metadata.Namespace, sec.Metadata.Name)
+		}
+		got[sec.Metadata.Name] = map[string]string{}
+		for k, v := range sec.Data {
+			got[sec.Metadata.Name][k] = string(v)
+		}
 	}
-	if err := yaml.Unmarshal([]byte(docs[1]), &sec); err != nil {
-		t.Fatal(err)
+	if g := got[GrafanaAdminSecret]; g["admin-password"] != "s3cret-pw" || g["admin-user"] != "admin" {
+		t.Errorf("grafana secret %v", g)
 	}
-	if sec.Kind != "Secret" || sec.Metadata.Name != GrafanaAdminSecret || sec.Metadata.Namespace != "monitoring" ||
-		sec.StringData["admin-password"] != "s3cret-pw" || sec.StringData["admin-user"] != "admin" {
-		t.Errorf("secret %+v", sec)
+	if r := got[RemoteWriteSecret]; r[pw] != "rw-pass" || r[ca] != "PEM" {
+		t.Errorf("remote-write secret %v", r)
+	}
+	if strings.Contains(string(raw), "s3cret-pw") || strings.Contains(string(raw), "rw-pass") {
+		t.Error("secrets in clear in the manifest; they belong base64 in data")
+	}
+	only, err := MonitoringSecrets("", nil)
+	if err != nil || strings.Count(string(only), "kind: Secret") != 0 {
+		t.Errorf("no secrets: %v\n%s", err, only)
 	}
 }
 

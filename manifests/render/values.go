@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math/big"
@@ -16,10 +17,9 @@ import (
 
 // values is what every app's values are computed from.
 type values struct {
-	a          *manifests.Appliance
-	in         Inputs
-	gpus       int
-	monitoring bool // kube-prometheus-stack, and so the Prometheus Operator CRDs, is installed
+	a    *manifests.Appliance
+	in   Inputs
+	gpus int
 }
 
 // gpuNodes keeps GPU daemons on the nodes Perch labelled as having GPUs;
@@ -144,18 +144,14 @@ func (e values) devicePlugin(info *chartInfo) (map[string]any, error) {
 
 // dcgmExporter: the chart's keys as of dcgm-exporter 4.x. Its
 // ServiceMonitor is on by default, and a ServiceMonitor without the
-// Prometheus Operator's CRDs fails the whole release.
+// Prometheus Operator's CRDs fails the whole release; perch-monitoring
+// finds its pods by their labels instead.
 func (e values) dcgmExporter(info *chartInfo) (map[string]any, error) {
-	sm := map[string]any{"enabled": e.monitoring}
-	if e.monitoring {
-		// found even by a Prometheus that selects on its release label
-		sm["additionalLabels"] = map[string]any{"release": Monitoring}
-	}
 	v := map[string]any{
 		"runtimeClassName": NVIDIARuntime,
 		"nodeSelector":     gpuNodes,
 		"tolerations":      []any{gpuToleration},
-		"serviceMonitor":   sm,
+		"serviceMonitor":   map[string]any{"enabled": false},
 	}
 	if ps := e.pullSecrets(); ps != nil {
 		v["imagePullSecrets"] = ps
@@ -163,87 +159,112 @@ func (e values) dcgmExporter(info *chartInfo) (map[string]any, error) {
 	return e.withImages(info, v)
 }
 
-// monitoringStack: kube-prometheus-stack, as k3s can serve it.
-func (e values) monitoringStack(info *chartInfo) (map[string]any, error) {
+// monitoring: the embedded perch-monitoring chart.
+func (e values) monitoring(info *chartInfo) (map[string]any, error) {
 	m := e.a.Monitoring
-	off := map[string]any{"enabled": false}
-	spec := map[string]any{
-		// ServiceMonitors, PodMonitors and rules of every release (the
-		// pipeline's, dcgm's), not only those labelled for this one
-		"serviceMonitorSelectorNilUsesHelmValues": false,
-		"podMonitorSelectorNilUsesHelmValues":     false,
-		"ruleSelectorNilUsesHelmValues":           false,
-		"probeSelectorNilUsesHelmValues":          false,
-	}
-	if m.Retention != "" {
-		spec["retention"] = m.Retention
-	}
-	size := m.RetentionSize
-	if size == "" {
-		size = DefaultRetentionSize
-	}
+	size := cmp.Or(m.RetentionSize, DefaultRetentionSize)
 	volume, err := prometheusVolume(size)
 	if err != nil {
 		return nil, err
 	}
-	spec["retentionSize"] = size
-	if e.a.StorageProvisioner() {
-		spec["storageSpec"] = map[string]any{"volumeClaimTemplate": map[string]any{"spec": map[string]any{
-			"storageClassName": LocalPathStorageClass,
-			"accessModes":      []any{"ReadWriteOnce"},
-			"resources":        map[string]any{"requests": map[string]any{"storage": volume}},
-		}}}
-	} else {
-		// Without a provisioner a PVC stays Pending. A hostPath (as NATS
-		// uses) would be created root-owned, and Prometheus runs as uid
-		// 1000: it could not write there. So the data lives in an emptyDir
-		// and is lost when the pod goes, but its size limit keeps it off
-		// the rest of the node's disk, and retentionSize keeps Prometheus
-		// under that limit before the kubelet would evict it.
-		spec["storageSpec"] = map[string]any{"emptyDir": map[string]any{"sizeLimit": volume}}
+	storage := map[string]any{"size": volume}
+	if !e.a.StorageProvisioner() {
+		// a PVC would stay Pending without local-path
+		storage["hostPath"] = PrometheusHostPath
+	}
+	prom := map[string]any{
+		"retention":     cmp.Or(m.Retention, DefaultRetention),
+		"retentionSize": size,
+		"storage":       storage,
+		"remoteWrite":   remoteWriteValues(m.RemoteWrite),
+	}
+	scrape := map[string]any{}
+	if r := e.in.RegistryMetrics; r != nil && r.Port > 0 && len(r.CA) > 0 {
+		scrape["registry"] = map[string]any{"port": r.Port, "ca": string(r.CA)}
+	}
+	labels := map[string]any{}
+	for k, v := range m.ExternalLabels {
+		labels[k] = v
 	}
 	v := map[string]any{
-		// k3s runs etcd, the controller manager, the scheduler and the
-		// proxy inside its own process, with no metrics endpoints to scrape:
-		// their monitors and rules would only ever alert
-		"kubeEtcd":              off,
-		"kubeControllerManager": off,
-		"kubeScheduler":         off,
-		"kubeProxy":             off,
-		"defaultRules": map[string]any{"rules": map[string]any{
-			"etcd":                   false,
-			"kubeControllerManager":  false,
-			"kubeSchedulerAlerting":  false,
-			"kubeSchedulerRecording": false,
-			"kubeProxy":              false,
-		}},
-		"prometheus": map[string]any{"prometheusSpec": spec},
-		// off unless asked for: an offline appliance often has no receiver
-		"alertmanager": map[string]any{"enabled": m.Alertmanager},
+		"global": map[string]any{
+			"imageRegistry":    e.in.Registry,
+			"imagePullSecrets": nonNil(e.pullSecrets()),
+		},
+		"scrapeInterval":     cmp.Or(m.ScrapeInterval, DefaultScrapeInterval),
+		"evaluationInterval": cmp.Or(m.ScrapeInterval, DefaultScrapeInterval),
+		"externalLabels":     labels,
+		"prometheus":         prom,
+		"scrape":             scrape,
+		"gpu":                map[string]any{"perGPU": PerGPU(e.gpus, e.a.GPU.Replicas, GPUResources(e.in.GPU))},
+		"alertmanager":       map[string]any{"enabled": m.Alertmanager},
 		"grafana": map[string]any{
-			"enabled":                  m.Grafana,
-			"defaultDashboardsEnabled": true,
+			"enabled": m.Grafana,
 			// on the node's addresses at :3000 (ServiceLB), where the
 			// installer's last screen says to open it
-			"service": map[string]any{"type": e.a.ServiceType(), "port": 3000},
-			// never the chart's well-known default password on a port the
-			// site can reach: install writes this Secret from a password
-			// it generates (GrafanaAdminSecret)
-			"admin": map[string]any{"existingSecret": GrafanaAdminSecret, "userKey": "admin-user", "passwordKey": "admin-password"},
-			"sidecar": map[string]any{"dashboards": map[string]any{
-				// Perch's dashboards are ConfigMaps labelled grafana_dashboard
-				"enabled":         true,
-				"label":           "grafana_dashboard",
-				"labelValue":      "1",
-				"searchNamespace": "ALL",
-			}},
+			"service":     map[string]any{"type": e.a.ServiceType()},
+			"adminSecret": GrafanaAdminSecret,
 		},
 	}
-	if ps := e.pullSecrets(); ps != nil {
-		v["global"] = map[string]any{"imagePullSecrets": ps}
-	}
-	return e.withImages(info, v)
+	return v, nil
 }
+
+func nonNil(v []any) []any {
+	if v == nil {
+		return []any{}
+	}
+	return v
+}
+
+// remoteWriteValues are the chart's remoteWrite entries: names of the keys
+// in RemoteWriteSecret, never the secrets themselves.
+func remoteWriteValues(rws []manifests.RemoteWrite) []any {
+	out := []any{}
+	for _, rw := range rws {
+		pw, tok, ca := RemoteWriteKeys(rw.Name)
+		v := map[string]any{"name": rw.Name, "url": rw.URL}
+		if rw.Password {
+			v["basicAuth"] = map[string]any{"username": rw.Username, "passwordKey": pw}
+		}
+		if rw.BearerToken {
+			v["bearerTokenKey"] = tok
+		}
+		if rw.CA {
+			v["caKey"] = ca
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// PerGPU is how many nvidia.com/gpu the device plugin advertises per GPU,
+// which PerchGPUsMissing compares DCGM's GPUs with: the sharing replicas,
+// times MIG instances per GPU under MIG single; 1 without GPUs.
+func PerGPU(gpus, replicas int, rs []manifests.GPUResource) float64 {
+	if gpus <= 0 {
+		return 1
+	}
+	n := gpus
+	if len(rs) > 0 {
+		n = 0
+		for _, r := range rs {
+			if r.Name == "nvidia.com/gpu" {
+				n += r.Count
+			}
+		}
+	}
+	return float64(n*max(replicas, 1)) / float64(gpus)
+}
+
+// Defaults of the monitoring stack where the config leaves them out.
+const (
+	DefaultRetention      = "7d"
+	DefaultScrapeInterval = "30s"
+)
+
+// PrometheusHostPath keeps Prometheus's TSDB on the node when k3s has no
+// storage provisioner, so it survives the pod and k3s restarts.
+const PrometheusHostPath = "/var/lib/perch/prometheus"
 
 // DefaultRetentionSize bounds Prometheus when monitoring.retentionSize is
 // not set: a time limit alone lets a busy appliance fill its disk first.
@@ -285,12 +306,11 @@ func prometheusVolume(size string) (string, error) {
 // analytics: the embedded pipeline chart; its values are its own package's.
 func (e values) analytics(*chartInfo) (map[string]any, error) {
 	return manifests.AnalyticsValues(e.a, manifests.Node{
-		GPUs:           e.gpus,
-		GPUResources:   GPUResources(e.in.GPU),
-		Registry:       e.in.Registry,
-		PullSecret:     e.in.PullSecret,
-		MonitoringCRDs: e.monitoring,
-		Previous:       e.in.Assigned,
+		GPUs:         e.gpus,
+		GPUResources: GPUResources(e.in.GPU),
+		Registry:     e.in.Registry,
+		PullSecret:   e.in.PullSecret,
+		Previous:     e.in.Assigned,
 	})
 }
 

@@ -182,3 +182,16 @@ spell; names are DNS labels, so a space separates the fields.
 {{- define "perch-analytics.natsHost" -}}
 {{- printf "%s-nats.%s.svc" (include "perch-analytics.fullname" .) .Release.Namespace -}}
 {{- end -}}
+
+{{/*
+Scrape annotations for Prometheus's pod discovery, when monitoring is on.
+Call with (list $ port "job").
+*/}}
+{{- define "perch-analytics.scrape" -}}
+{{- $root := index . 0 -}}
+{{- if $root.Values.monitoring.enabled -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ index . 1 | quote }}
+prometheus.io/job: {{ index . 2 }}
+{{- end -}}
+{{- end -}}
