@@ -19,7 +19,8 @@ lint:
 	for m in $(NESTED); do $(GO) -C $$m vet ./... || exit 1; done
 
 # The nested modules hold the e2e images' programs (internal/testimages).
-NESTED  := internal/testimages/standins internal/testimages/upstream
+NESTED  := internal/testimages/standins internal/testimages/upstream \
+	$(addprefix internal/testimages/monitoring/,prometheus alertmanager node_exporter kube-state-metrics)
 
 unit:
 	$(GO) test -count=1 ./...

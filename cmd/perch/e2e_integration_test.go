@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -52,8 +54,8 @@ func TestE2EAppliance(t *testing.T) {
 	t.Logf("install:\n%s", out)
 	t.Logf("timing: install %s; node Ready after %s, gateway and NATS Running after %s, camera publishing after %s",
 		took.Round(time.Millisecond), cam.since(start, "node Ready"), cam.since(start, "gateway and NATS Running"), cam.since(start, "camera publishing"))
-	if !strings.Contains(out, "[registry-images] 7 images") {
-		t.Errorf("install did not load the bundle's 7 images:\n%s", out)
+	if !strings.Contains(out, "[registry-images] 11 images") {
+		t.Errorf("install did not load the bundle's 11 images:\n%s", out)
 	}
 
 	cs := s.client()
@@ -66,10 +68,48 @@ func TestE2EAppliance(t *testing.T) {
 			t.Errorf("%s: pods %v, want one Running", sel, podPhases(pods.Items))
 		}
 	}
+	// every source Prometheus scrapes answers: the pipeline, the
+	// exporters, the kubelet and cAdvisor, the API server, the registry
+	targets := waitTargetsUp(ctx, t, cs, []string{"prometheus", "alertmanager", "perch-gateway", "perch-nats", "node-exporter",
+		"kube-state-metrics", "kubelet", "cadvisor", "apiserver", "perch-registry"})
+	for _, tg := range targets {
+		t.Logf("target up: %-20s %s", tg.Labels["job"], tg.ScrapeURL)
+	}
+	// the stack's own memory, from cAdvisor through Prometheus
+	sleepCtx(ctx, 30*time.Second)
+	if rss, err := promQuery(ctx, cs, `sum(container_memory_rss{namespace="monitoring",container!=""})`, time.Time{}); err != nil || len(rss) != 1 {
+		t.Errorf("monitoring stack RSS: %v %v", rss, err)
+	} else {
+		t.Logf("memory: monitoring stack RSS %.1f MiB (goal 350 MiB)", rss[0]/(1<<20))
+	}
+
 	st, code := s.perch("status", "--config", s.cfg, "--root", s.root)
 	t.Logf("perch status (exit %d):\n%s", code, st)
 	if code != 0 {
 		t.Errorf("perch status exited %d after install; want healthy (camera: %s)", code, cam.err())
+	}
+
+	// a Prometheus restart keeps what it had: an instant query at a time
+	// before the restart still answers
+	beforeRestart := time.Now()
+	sleepCtx(ctx, 20*time.Second)
+	const promPod = "perch-monitoring-prometheus-0"
+	old, err := cs.CoreV1().Pods("monitoring").Get(ctx, promPod, metav1.GetOptions{})
+	must(t, err)
+	must(t, cs.CoreV1().Pods("monitoring").Delete(ctx, promPod, metav1.DeleteOptions{}))
+	restarted := time.Now()
+	waitReplaced(ctx, t, cs, "monitoring", promPod, old.UID)
+	var v []float64
+	for time.Since(restarted) < 4*time.Minute {
+		if v, err = promQuery(ctx, cs, `up{job="prometheus"}`, beforeRestart); err == nil {
+			break
+		}
+		sleepCtx(ctx, 2*time.Second)
+	}
+	if err != nil || len(v) != 1 || v[0] != 1 {
+		t.Errorf("after a Prometheus restart, the samples from before it are gone: %v %v", v, err)
+	} else {
+		t.Logf("timing: Prometheus replaced and answering in %s; samples from before the restart are kept", time.Since(restarted).Round(time.Second))
 	}
 
 	// a second install changes nothing
@@ -407,4 +447,104 @@ func assertNothingLeft(t *testing.T, root string) {
 			t.Errorf("files left under the root after uninstall --purge: %v", names)
 		}
 	}
+}
+
+// prometheusGet asks the appliance's Prometheus through the API server's
+// service proxy, as perch status does.
+func prometheusGet(ctx context.Context, cs *kubernetes.Clientset, path string, params map[string]string) ([]byte, error) {
+	return cs.CoreV1().Services("monitoring").ProxyGet("http", "perch-monitoring-prometheus", "9090", path, params).DoRaw(ctx)
+}
+
+type promTarget struct {
+	Labels    map[string]string `json:"labels"`
+	Health    string            `json:"health"`
+	LastError string            `json:"lastError"`
+	ScrapeURL string            `json:"scrapeUrl"`
+}
+
+// waitTargetsUp waits until every active target is up and every job in
+// want has one, and returns them.
+func waitTargetsUp(ctx context.Context, t *testing.T, cs *kubernetes.Clientset, want []string) []promTarget {
+	t.Helper()
+	var last []promTarget
+	var lastErr error
+	deadline := time.Now().Add(4 * time.Minute)
+	for time.Now().Before(deadline) {
+		body, err := prometheusGet(ctx, cs, "api/v1/targets", map[string]string{"state": "active"})
+		if err == nil {
+			var resp struct {
+				Data struct {
+					ActiveTargets []promTarget `json:"activeTargets"`
+				} `json:"data"`
+			}
+			err = json.Unmarshal(body, &resp)
+			last = resp.Data.ActiveTargets
+		}
+		lastErr = err
+		jobs := map[string]bool{}
+		up := err == nil && len(last) > 0
+		for _, tg := range last {
+			jobs[tg.Labels["job"]] = true
+			up = up && tg.Health == "up"
+		}
+		for _, j := range want {
+			up = up && jobs[j]
+		}
+		if up {
+			return last
+		}
+		sleepCtx(ctx, 5*time.Second)
+	}
+	for _, tg := range last {
+		t.Logf("target %s %s: %s %s", tg.Labels["job"], tg.ScrapeURL, tg.Health, tg.LastError)
+	}
+	t.Fatalf("Prometheus targets not all up with jobs %v after 4m (last error %v)", want, lastErr)
+	return nil
+}
+
+// promQuery runs an instant query and returns its vector's values.
+func promQuery(ctx context.Context, cs *kubernetes.Clientset, query string, at time.Time) ([]float64, error) {
+	params := map[string]string{"query": query}
+	if !at.IsZero() {
+		params["time"] = fmt.Sprintf("%d", at.Unix())
+	}
+	body, err := prometheusGet(ctx, cs, "api/v1/query", params)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Status string `json:"status"`
+		Data   struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil || resp.Status != "success" {
+		return nil, fmt.Errorf("query %q: %s (%v)", query, body, err)
+	}
+	var out []float64
+	for _, r := range resp.Data.Result {
+		var v float64
+		fmt.Sscan(fmt.Sprint(r.Value[1]), &v)
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// waitReplaced waits until the pod name is a new pod (not uid) and Ready.
+func waitReplaced(ctx context.Context, t *testing.T, cs *kubernetes.Clientset, ns, name string, uid types.UID) {
+	t.Helper()
+	deadline := time.Now().Add(4 * time.Minute)
+	for time.Now().Before(deadline) {
+		if p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err == nil && p.UID != uid {
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					return
+				}
+			}
+		}
+		sleepCtx(ctx, 2*time.Second)
+	}
+	t.Fatalf("pod %s/%s was not replaced by a Ready pod within 4m", ns, name)
 }

@@ -45,15 +45,21 @@ type Image struct {
 	build       func(dir string) (v1.Image, error)
 }
 
-// Images are the appliance's images: k3s's own (pause, helm job, CoreDNS)
-// and the CPU profile of perch-analytics, under the references its chart
-// renders.
+// Images are the appliance's images: k3s's own (pause, helm job, CoreDNS),
+// the CPU profile of perch-analytics and perch-monitoring without Grafana
+// (its Go module is AGPL and never linked), under the references their
+// charts render.
 func Images() ([]Image, error) {
 	ch, err := render.LoadChartFS(manifests.AnalyticsChart())
 	if err != nil {
 		return nil, err
 	}
 	ref := func(path ...string) string { return chartImage(ch, path...) }
+	mon, err := render.LoadChartFS(manifests.MonitoringChart())
+	if err != nil {
+		return nil, err
+	}
+	monRef := func(path ...string) string { return chartImage(mon, path...) }
 	return []Image{
 		{PauseRef, "rancher/mirrored-pause", testimages.Pause},
 		{HelmJobRef, "rancher/klipper-helm", testimages.HelmJob},
@@ -63,6 +69,11 @@ func Images() ([]Image, error) {
 		{ref("nats", "exporter", "image"), "natsio/prometheus-nats-exporter", testimages.NATSExporterStandIn},
 		{ref("gateway", "image"), "bluenviron/mediamtx", testimages.MediaMTXStandIn},
 		{ref("inference", "cpuProfile", "image"), "intel/dlstreamer (gst-launch-1.0)", testimages.WorkerStandIn},
+		// perch-monitoring: the upstream programs from their Go modules
+		{monRef("prometheus", "image"), "", testimages.Prometheus},
+		{monRef("alertmanager", "image"), "", testimages.Alertmanager},
+		{monRef("nodeExporter", "image"), "", testimages.NodeExporter},
+		{monRef("kubeStateMetrics", "image"), "", testimages.KubeStateMetrics},
 	}, nil
 }
 
@@ -159,7 +170,8 @@ images: [%s]
 		return nil, err
 	}
 	args := append([]string{"bundle", "build", "--spec", spec, "--out", o.Out, "--key", o.Key + ".key",
-		"--mirror", "docker.io=" + up + "/docker.io", "--mirror", "perch.test=" + up + "/perch.test"}, gate...)
+		"--mirror", "docker.io=" + up + "/docker.io", "--mirror", "perch.test=" + up + "/perch.test",
+		"--mirror", "quay.io=" + up + "/quay.io", "--mirror", "registry.k8s.io=" + up + "/registry.k8s.io"}, gate...)
 	return images, run(ctx, o.Log, o.Perch, args...)
 }
 

@@ -1,6 +1,8 @@
 // Package testimages builds the small images the test tiers run as pods,
 // without a registry on the internet: a pause image from our own pause
-// command and a busybox image from Debian's busybox-static. Layers are
+// command, a busybox image from Debian's busybox-static, and upstream
+// programs built from their Go modules (upstream/, monitoring/,
+// kubestatemetrics/), each pinned by a nested module. Layers are
 // reproducible (fixed owners and times), so an image's digest depends
 // only on the binaries in it.
 package testimages
@@ -13,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -44,7 +47,15 @@ func program(modDir, dir, name, pkg string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return image([]entry{{name: name, mode: 0o755, data: data}}, []string{"/" + name}, nil)
+	return binary("/"+name, data)
+}
+
+// binary is an image of one static binary at path, its entrypoint followed
+// by args: /NAME for most, /bin/NAME where upstream's image puts it there,
+// since charts and operators may name the path.
+func binary(path string, data []byte, args ...string) (v1.Image, error) {
+	files := []entry{{name: strings.TrimPrefix(path, "/"), mode: 0o755, data: data}}
+	return image(files, append([]string{path}, args...), nil)
 }
 
 // HelmJob builds the helmjob command (helm-controller's Job contract,
