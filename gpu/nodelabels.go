@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // LabelChange is what ApplyLabels did to a node.
@@ -26,6 +28,21 @@ func (c LabelChange) Empty() bool { return len(c.Set) == 0 && len(c.Removed) == 
 // of a GPU that is gone, and leaves every other label alone. It patches only
 // when something differs, so a rerun changes nothing.
 func ApplyLabels(ctx context.Context, cs kubernetes.Interface, node string, want map[string]string) (LabelChange, error) {
+	var ch LabelChange
+	// k3s's own controllers update a Node too (annotations, taints,
+	// status): a conflict means "read again", not a failed install
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var err error
+		ch, err = applyLabels(ctx, cs, node, want)
+		return err
+	})
+	if apierrors.IsConflict(err) {
+		return ch, fmt.Errorf("label node %s: %w", node, err)
+	}
+	return ch, err
+}
+
+func applyLabels(ctx context.Context, cs kubernetes.Interface, node string, want map[string]string) (LabelChange, error) {
 	n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
 		return LabelChange{}, fmt.Errorf("node %s: %w", node, err)
@@ -35,7 +52,8 @@ func ApplyLabels(ctx context.Context, cs kubernetes.Interface, node string, want
 		return ch, nil
 	}
 	// a JSON merge patch: null removes a key; the resourceVersion makes a
-	// concurrent change of the labels fail rather than be overwritten
+	// concurrent change of the labels fail (and be read again) rather than
+	// be overwritten
 	labels := map[string]any{}
 	for k, v := range ch.Set {
 		labels[k] = v
@@ -48,6 +66,9 @@ func ApplyLabels(ctx context.Context, cs kubernetes.Interface, node string, want
 		return ch, err
 	}
 	if _, err := cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "perch"}); err != nil {
+		if apierrors.IsConflict(err) {
+			return ch, err // unwrapped, for RetryOnConflict
+		}
 		return ch, fmt.Errorf("label node %s: %w", node, err)
 	}
 	return ch, nil

@@ -72,6 +72,8 @@ func TestIntegrationMonitoringImages(t *testing.T) {
 			t.Errorf("%s %s: %v\n%s", name, arg, err, out)
 		} else if !strings.Contains(string(out), want) {
 			t.Errorf("%s %s:\n%s\nwant %q", name, arg, out, want)
+		} else {
+			t.Logf("%s %s:\n%s", name, arg, strings.TrimSpace(string(out)))
 		}
 	}
 
