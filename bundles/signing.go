@@ -90,7 +90,7 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 // LoadPrivateKey reads a signing key, decrypting it with $PERCH_BUNDLE_KEY_PASSWORD
 // when minisign encrypted it.
 func LoadPrivateKey(path string) (minisign.PrivateKey, error) {
-	raw, err := readSmall(path, maxKeySize)
+	raw, err := ReadSmall(path, maxKeySize)
 	if err != nil {
 		return minisign.PrivateKey{}, fmt.Errorf("signing key: %w", err)
 	}
@@ -122,7 +122,7 @@ func LoadPrivateKey(path string) (minisign.PrivateKey, error) {
 
 // LoadPublicKey reads a public key file (NAME.pub or minisign.pub).
 func LoadPublicKey(path string) (minisign.PublicKey, error) {
-	raw, err := readSmall(path, maxKeySize)
+	raw, err := ReadSmall(path, maxKeySize)
 	if err != nil {
 		return minisign.PublicKey{}, fmt.Errorf("public key: %w; pass the .pub file made by perch bundle keygen", err)
 	}
@@ -191,9 +191,10 @@ func parsePublicKey(raw []byte) (minisign.PublicKey, bool) {
 	return pub, ok && pub.UnmarshalText(bytes.TrimSpace(rest)) == nil
 }
 
-// readSmall reads a regular file of at most max bytes. The open does not
-// block, so a FIFO given as a key or a spec cannot hang the command.
-func readSmall(path string, max int64) ([]byte, error) {
+// ReadSmall reads a regular file of at most max bytes: a key, a spec, a
+// credential a config names. The open does not block, so a FIFO given in
+// their place cannot hang the command.
+func ReadSmall(path string, max int64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err

@@ -88,7 +88,7 @@ func versionProblem(v string) string {
 // LoadSpec reads a BundleSpec file. Relative local sources in it are
 // relative to the file's directory.
 func LoadSpec(file string) (*Spec, error) {
-	raw, err := readSmall(file, maxSpecSize)
+	raw, err := ReadSmall(file, maxSpecSize)
 	if err != nil {
 		return nil, invalid("bundle spec: %w", err)
 	}

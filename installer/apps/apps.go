@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -236,9 +235,9 @@ func (s *appsStep) remoteWriteSecrets() (map[string][]byte, error) {
 				continue
 			}
 			field := fmt.Sprintf("monitoring.remoteWrite[%d].%s", i, f.field)
-			data, err := readBounded(f.file, maxSecretFile)
+			data, err := bundles.ReadSmall(f.file, maxSecretFile)
 			if err != nil {
-				return nil, &config.InvalidError{Source: "config", Errs: config.FieldErrors{{Path: field, Msg: err.Error()}}}
+				return nil, &config.InvalidError{Source: "config", Errs: config.FieldErrors{{Path: field, Msg: err.Error() + "; it should hold one secret or PEM CA"}}}
 			}
 			if f.key != ca {
 				// a trailing newline would be part of the password
@@ -251,30 +250,6 @@ func (s *appsStep) remoteWriteSecrets() (map[string][]byte, error) {
 		}
 	}
 	return out, nil
-}
-
-// readBounded reads a regular file of at most limit bytes.
-func readBounded(name string, limit int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("%w; create it, or fix the path", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", name)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d KiB; it should hold one secret or PEM CA", name, limit>>10)
-	}
-	return data, nil
 }
 
 // secretFiles are the Grafana admin password (when Grafana is deployed)
