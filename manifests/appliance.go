@@ -59,6 +59,9 @@ type K3s struct {
 	// PauseImage and HelmJobImage are k3s's --pause-image and
 	// --helm-job-image (k3s.extraArgs), "" for k3s's own.
 	PauseImage, HelmJobImage string
+	// EtcdMetrics: the servers run embedded etcd with its metrics exposed
+	// (config.Appliance.EtcdMetrics), for Prometheus to scrape.
+	EtcdMetrics bool
 }
 
 // ServiceType is how the appliance's web-facing Services (the gateway,

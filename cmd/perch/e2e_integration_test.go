@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/perchedge/perch/internal/e2e"
+	"github.com/perchedge/perch/internal/testimages"
 )
 
 // TestE2EAppliance is the end-to-end tier (scripts/e2e, make e2e): a whole
@@ -41,11 +42,24 @@ func TestE2EAppliance(t *testing.T) {
 	must(t, os.Symlink("k3s", filepath.Join(bin, "containerd")))
 
 	work := t.TempDir()
-	bundle, key := filepath.Join(work, "perch-e2e"), filepath.Join(work, "site")
+	bundle, key, images := filepath.Join(work, "perch-e2e"), filepath.Join(work, "site"), filepath.Join(work, "images")
 	start := time.Now()
-	_, err := e2e.Build(context.Background(), e2e.Options{Perch: perchBin, K3s: os.Getenv("PERCH_K3S_BIN"), Out: bundle, Key: key, Config: "../../testdata/e2e.yaml", Log: logWriter{t}})
+	_, err := e2e.Build(context.Background(), e2e.Options{Perch: perchBin, K3s: os.Getenv("PERCH_K3S_BIN"), Out: bundle, Key: key,
+		Config: "../../testdata/e2e.yaml", Log: logWriter{t}, Work: images})
 	must(t, err)
 	t.Logf("timing: images and signed bundle built in %s", time.Since(start).Round(time.Millisecond))
+
+	// the site forwards to a central store: the same Prometheus, on the
+	// host, started once the sandbox's bridge has its address
+	promBin, err := testimages.MonitoringBinary(images, "prometheus")
+	must(t, err)
+	store := newCentral(t, promBin)
+	cfg := readFile(t, s.cfg)
+	if !strings.HasSuffix(cfg, "  scrapeInterval: 15s\n") {
+		t.Fatal("testdata/e2e.yaml must end with monitoring.scrapeInterval: 15s (the test appends remoteWrite after it, and times the alerts by it)")
+	}
+	must(t, os.WriteFile(s.cfg, []byte(cfg+store.remoteWrite()), 0o644))
+	rules := readRules(t)
 
 	installArgs := []string{"--bundle", bundle, "--pubkey", key + ".pub"}
 	cam := startCamera(t, s.root)
@@ -58,8 +72,9 @@ func TestE2EAppliance(t *testing.T) {
 		t.Errorf("install did not load the bundle's 11 images:\n%s", out)
 	}
 
+	outputs := []string{out}
 	cs := s.client()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	for _, sel := range []string{"app.kubernetes.io/component=gateway", "app.kubernetes.io/component=nats", "app.kubernetes.io/component=worker"} {
 		pods, err := cs.CoreV1().Pods("perch").List(ctx, metav1.ListOptions{LabelSelector: sel})
@@ -71,7 +86,7 @@ func TestE2EAppliance(t *testing.T) {
 	// every source Prometheus scrapes answers: the pipeline, the
 	// exporters, the kubelet and cAdvisor, the API server, the registry
 	targets := waitTargetsUp(ctx, t, cs, []string{"prometheus", "alertmanager", "perch-gateway", "perch-nats", "node-exporter",
-		"kube-state-metrics", "kubelet", "cadvisor", "apiserver", "perch-registry"})
+		"kube-state-metrics", "kubelet", "cadvisor", "apiserver", "perch-registry", "etcd"})
 	for _, tg := range targets {
 		t.Logf("target up: %-20s %s", tg.Labels["job"], tg.ScrapeURL)
 	}
@@ -88,6 +103,10 @@ func TestE2EAppliance(t *testing.T) {
 	if code != 0 {
 		t.Errorf("perch status exited %d after install; want healthy (camera: %s)", code, cam.err())
 	}
+	js, _ := s.perch("status", "--config", s.cfg, "--root", s.root, "-o", "json")
+	outputs = append(outputs, st, js)
+	store.start(t)
+	t.Logf("timing: the central store got the site's samples %s after it started", store.waitForwarded(ctx, t, 3*time.Minute).Round(time.Second))
 
 	// a Prometheus restart keeps what it had: an instant query at a time
 	// before the restart still answers
@@ -112,9 +131,17 @@ func TestE2EAppliance(t *testing.T) {
 		t.Logf("timing: Prometheus replaced and answering in %s; samples from before the restart are kept", time.Since(restarted).Round(time.Second))
 	}
 
+	// the central store cut while the camera is down
+	cam = outageAndStreamDown(ctx, t, s, cs, cam, store, rules)
+	// what the alerts and dashboards read exists, now that the stream
+	// has been down and up again
+	checkRuleSeries(ctx, t, cs, rules)
+	checkDashboards(ctx, t, cs)
+
 	// a second install changes nothing
 	start = time.Now()
 	out, took = s.install(installArgs...)
+	outputs = append(outputs, out)
 	t.Logf("timing: no-op rerun %s", took.Round(time.Millisecond))
 	if !strings.Contains(out, "no changes, the node already matched the config") {
 		t.Errorf("second install changed something:\n%s", out)
@@ -133,6 +160,7 @@ func TestE2EAppliance(t *testing.T) {
 	must(t, os.WriteFile(s.cfg, []byte(strings.Replace(readFile(t, s.cfg), "rtsp://127.0.0.1:8554/ingest/cam1", "rtsp://localhost:8554/ingest/cam1", 1)), 0o644))
 	out, took = s.install(installArgs...)
 	t.Logf("install after the camera URL changed:\n%s", out)
+	outputs = append(outputs, out)
 	t.Logf("timing: camera URL change rolled out in %s", took.Round(time.Millisecond))
 	if !strings.Contains(out, "waiting for helm-controller to start installing the new values of perch-analytics") ||
 		!strings.Contains(out, "0 created, 1 updated, 0 deleted, 0 started, 0 restarted") {
@@ -147,9 +175,52 @@ func TestE2EAppliance(t *testing.T) {
 			t.Errorf("%s pod replaced (%s -> %s) by a camera URL change that is the gateway's alone", comp, uid, after[comp])
 		}
 	}
-	if st, code := s.perch("status", "--config", s.cfg, "--root", s.root); code != 0 {
+	st, code = s.perch("status", "--config", s.cfg, "--root", s.root)
+	if code != 0 {
 		t.Errorf("perch status exited %d after the camera change:\n%s", code, st)
 	}
+	// a power cut: perch install brings the node back, and Prometheus
+	// starts from what it had on disk. Its WAL page in memory when it was
+	// killed (a scrape or so) is lost, as on a real cut; what is older is
+	// counted again to the sample.
+	const kept = `count_over_time(up{job="prometheus"}[15m])`
+	cutAt := time.Now()
+	had, err := promQuery(ctx, cs, kept, cutAt.Add(-time.Minute))
+	if err != nil || len(had) == 0 {
+		t.Fatalf("before the power cut: %s: %v %v", kept, had, err)
+	}
+	s.powerCycle(ctx)
+	out, took = s.install(installArgs...)
+	outputs = append(outputs, out)
+	t.Logf("timing: install after the power cut %s", took.Round(time.Millisecond))
+	var still []float64
+	for time.Since(cutAt) < 5*time.Minute {
+		if still, err = promQuery(ctx, cs, kept, cutAt.Add(-time.Minute)); err == nil && len(still) > 0 {
+			break
+		}
+		sleepCtx(ctx, 2*time.Second)
+	}
+	p, perr := cs.CoreV1().Pods("monitoring").Get(ctx, promPod, metav1.GetOptions{})
+	switch {
+	case perr != nil || len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].State.Running == nil ||
+		!p.Status.ContainerStatuses[0].State.Running.StartedAt.After(cutAt):
+		t.Errorf("Prometheus did not start again after the power cut: %v", perr)
+	case err != nil || len(still) != 1 || still[0] != had[0]:
+		t.Errorf("after the power cut Prometheus has %v samples of up{job=\"prometheus\"} from before it, had %v (%v)", still, had, err)
+	default:
+		t.Logf("power cut: Prometheus started again with all %.0f samples of up{job=\"prometheus\"} of the 15 minutes to a minute before it", had[0])
+	}
+	for start := time.Now(); time.Since(start) < 4*time.Minute; sleepCtx(ctx, 5*time.Second) {
+		if st, code = s.perch("status", "--config", s.cfg, "--root", s.root); code == 0 {
+			break
+		}
+	}
+	if code != 0 {
+		t.Errorf("perch status exited %d after the power cut:\n%s", code, st)
+	}
+
+	// the remote-write password is in its Secret alone
+	assertSecretAbsent(t, s.root, store.password, append(outputs, st)...)
 	cam.stop()
 
 	out, code = s.perch("uninstall", "--root", s.root, "--init", "none", "--purge", "--yes")
@@ -157,6 +228,9 @@ func TestE2EAppliance(t *testing.T) {
 		t.Fatalf("uninstall exited %d:\n%s", code, out)
 	}
 	t.Logf("uninstall:\n%s", out)
+	if strings.Contains(out, store.password) {
+		t.Error("uninstall printed the remote-write password")
+	}
 	must(t, os.Remove(filepath.Join(bin, "containerd"))) // the test's own stand-in
 	assertNothingLeft(t, s.root)
 }

@@ -36,6 +36,7 @@ func Spec(cfg *config.Appliance) *manifests.Appliance {
 			Disable:      cfg.K3s.Disable,
 			PauseImage:   extraArg(cfg.K3s.ExtraArgs, "pause-image"),
 			HelmJobImage: extraArg(cfg.K3s.ExtraArgs, "helm-job-image"),
+			EtcdMetrics:  cfg.EtcdMetrics(),
 		},
 	}
 	for _, s := range cfg.Pipeline.Streams {

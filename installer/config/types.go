@@ -2,7 +2,11 @@
 // whether it comes from a file, PERCH_* variables, flags or the TUI.
 package config
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 const (
 	APIVersion = "perch.dev/v1alpha1"
@@ -169,4 +173,18 @@ func Default() Appliance {
 		Pipeline:   Pipeline{Enabled: true},
 		Monitoring: Monitoring{Enabled: true, Retention: "7d", Grafana: true},
 	}
+}
+
+// EtcdMetrics says whether this node's k3s exposes its embedded etcd's
+// metrics (--etcd-expose-metrics, port 2381) for the appliance's
+// Prometheus: a server that starts or joins an HA cluster runs etcd
+// (servers join only etcd clusters), unless k3s.extraArgs name an
+// external datastore; the SQLite datastore of a single server has no etcd,
+// and the apiserver's etcd_* and kine series cover it. Without
+// monitoring, nothing would read them.
+func (a *Appliance) EtcdMetrics() bool {
+	if !a.Monitoring.Enabled || a.Node.Role != RoleServer || !(a.Node.ClusterInit || a.Node.ServerURL != "") {
+		return false
+	}
+	return !slices.ContainsFunc(a.K3s.ExtraArgs, func(arg string) bool { return strings.HasPrefix(arg, "--datastore-endpoint") })
 }

@@ -153,6 +153,9 @@ func (e *K3s) ConfigFile() ([]byte, error) {
 		if c.Node.ClusterInit {
 			m["cluster-init"] = true
 		}
+		if c.EtcdMetrics() {
+			m["etcd-expose-metrics"] = true
+		}
 		if len(c.K3s.Disable) > 0 {
 			m["disable"] = c.K3s.Disable
 		}

@@ -19,7 +19,7 @@ import (
 	"github.com/perchedge/perch/manifests/render"
 )
 
-// Where kube-prometheus-stack's Prometheus is: the chart names its service
+// Where perch-monitoring's Prometheus is: the chart names its service
 // after the release, which is the app's name.
 const (
 	MonitoringNamespace = "monitoring"
@@ -55,12 +55,13 @@ func (a Alerts) critical() int {
 	return n
 }
 
-// alwaysFiring are kube-prometheus-stack's alerts that fire by design, to
-// prove the alerting pipeline works; listing them would teach people to
+// alwaysFiring are alerts that fire by design, to prove the alerting
+// pipeline works (kube-prometheus-stack's, which sites that came from it
+// often keep in their own rules); listing them would teach people to
 // ignore the list.
 var alwaysFiring = []string{"Watchdog", "InfoInhibitor"}
 
-// alertsViaProxy asks kube-prometheus-stack's Prometheus through the API
+// alertsViaProxy asks perch-monitoring's Prometheus through the API
 // server's service proxy. monitored says Perch deployed it, so a missing
 // service is a fault, not a choice.
 func alertsViaProxy(ctx context.Context, cs kubernetes.Interface, monitored bool, now time.Time) Alerts {

@@ -63,7 +63,7 @@ type Sources struct {
 	Registry RegistrySource
 
 	// PrometheusURL is Prometheus's base URL, read with HTTP. Empty reaches
-	// kube-prometheus-stack's Prometheus through the API server's service
+	// perch-monitoring's Prometheus through the API server's service
 	// proxy instead, which needs no network path besides the API.
 	PrometheusURL string
 	HTTP          *http.Client

@@ -273,7 +273,9 @@ func (p *printer) alerts(r *Report) {
 	p.section("Alerts", fmt.Sprintf("%d firing", len(a.Firing)))
 	var rows [][]string
 	for _, al := range a.Firing {
-		rows = append(rows, []string{orDash(al.Severity), al.Name, "for " + al.For})
+		// when, as a clock time (what a log or a site visit is matched
+		// against) and as an age
+		rows = append(rows, []string{orDash(al.Severity), al.Name, "since " + al.Since.UTC().Format("2006-01-02 15:04 UTC") + " (" + al.For + ")"})
 	}
 	for i, l := range columns(rows) {
 		fmt.Fprintln(p.w, l)

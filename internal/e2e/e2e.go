@@ -97,6 +97,9 @@ type Options struct {
 	// build refuses a bundle that misses one of its images.
 	Config string
 	Log    io.Writer
+	// Work is where the images are built, kept for the caller (the e2e
+	// runs the Prometheus built there); empty: a temporary dir, removed.
+	Work string
 }
 
 // NotBuilt are images the appliance's config may need that no module
@@ -112,11 +115,13 @@ func Build(ctx context.Context, o Options) ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp("", "perch-e2e-build")
-	if err != nil {
-		return nil, err
+	work := o.Work
+	if work == "" {
+		if work, err = os.MkdirTemp("", "perch-e2e-build"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(work)
 	}
-	defer os.RemoveAll(work)
 
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer reg.Close()

@@ -434,6 +434,13 @@ func TestMonitoringScrapesAndRemoteWrite(t *testing.T) {
 	if get(find(t, render(t, a, Inputs{}), Monitoring).Values, "scrape.registry") != nil {
 		t.Error("registry scraped on a node without one")
 	}
+	if get(m.Values, "scrape.etcd") != nil {
+		t.Errorf("etcd scraped without embedded etcd: %v", get(m.Values, "scrape.etcd"))
+	}
+	a.K3s.EtcdMetrics = true
+	if get(find(t, render(t, a, in), Monitoring).Values, "scrape.etcd.enabled") != true {
+		t.Error("embedded etcd with its metrics exposed is not scraped")
+	}
 }
 
 // PerchGPUsMissing compares capacity with GPUs x nvidia.com/gpu per GPU.

@@ -182,6 +182,9 @@ func (e values) monitoring(info *chartInfo) (map[string]any, error) {
 	if r := e.in.RegistryMetrics; r != nil && r.Port > 0 && len(r.CA) > 0 {
 		scrape["registry"] = map[string]any{"port": r.Port, "ca": string(r.CA)}
 	}
+	if e.a.K3s.EtcdMetrics {
+		scrape["etcd"] = map[string]any{"enabled": true}
+	}
 	labels := map[string]any{}
 	for k, v := range m.ExternalLabels {
 		labels[k] = v

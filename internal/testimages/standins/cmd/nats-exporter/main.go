@@ -4,7 +4,8 @@
 // (-port=N, the endpoint flags, the server URL; other flags are accepted
 // and ignored) and on each scrape turns every numeric field of the
 // server's /varz (and /connz with -connz) into gnatsd_varz_<field>
-// (gnatsd_connz_<field>), labelled server_id as the real one does, and
+// (gnatsd_connz_<field>; nested fields' path joined by "_"), labelled
+// server_id as the real one does, and
 // /healthz into gnatsd_healthz_status (0 healthy, 1 not). -jsz is
 // ignored: JetStream's metrics have their own shapes.
 package main
@@ -15,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,19 +99,7 @@ func collect(client *http.Client, o options) string {
 		if fetch(client, o.server+"/"+ep, &doc) != nil {
 			continue
 		}
-		keys := make([]string, 0, len(doc))
-		for k := range doc {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			switch v := doc[k].(type) {
-			case float64:
-				fmt.Fprintf(&b, "gnatsd_%s_%s%s %v\n", ep, k, label, v)
-			case bool:
-				fmt.Fprintf(&b, "gnatsd_%s_%s%s %d\n", ep, k, label, map[bool]int{false: 0, true: 1}[v])
-			}
-		}
+		numeric(&b, "gnatsd_"+ep, label, doc)
 	}
 	if o.healthz {
 		var h struct {
@@ -124,6 +114,35 @@ func collect(client *http.Client, o options) string {
 		}
 	}
 	return b.String()
+}
+
+var metricName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// numeric writes every numeric and boolean field of doc, nested objects
+// included with their path joined by "_" as the real exporter names them
+// (varz's jetstream.stats.storage is gnatsd_varz_jetstream_stats_storage).
+func numeric(b *strings.Builder, prefix, label string, doc map[string]any) {
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		name := prefix + "_" + k
+		// keys that are data, not fields (http_req_stats is keyed by
+		// path: "/connz") make no metric name
+		if !metricName.MatchString(name) {
+			continue
+		}
+		switch v := doc[k].(type) {
+		case float64:
+			fmt.Fprintf(b, "%s%s %v\n", name, label, v)
+		case bool:
+			fmt.Fprintf(b, "%s%s %d\n", name, label, map[bool]int{false: 0, true: 1}[v])
+		case map[string]any:
+			numeric(b, name, label, v)
+		}
+	}
 }
 
 // fetch decodes the body even on an error status: /healthz answers 503

@@ -20,7 +20,8 @@ const varz = `{
   "max_connections": 65536,
   "ping_interval": 120000000000,
   "http_port": 8222,
-  "jetstream": {"config": {"max_memory": 268435456, "store_dir": "/data/jetstream"}},
+  "jetstream": {"config": {"max_memory": 268435456, "store_dir": "/data/jetstream"}, "stats": {"memory": 0, "storage": 1431, "api": {"total": 12, "errors": 0}}},
+  "http_req_stats": {"/": 1, "/connz": 4, "/varz": 9},
   "mqtt": {"host": "", "port": 1883},
   "start": "2026-05-13T09:12:40.1Z",
   "now": "2026-05-13T09:20:01.3Z",
@@ -94,13 +95,16 @@ func TestExporter(t *testing.T) {
 		"gnatsd_varz_subscriptions" + label + " 57\n",
 		"gnatsd_varz_cpu" + label + " 0.5\n",
 		"gnatsd_connz_num_connections" + label + " 3\n",
+		"gnatsd_varz_jetstream_stats_storage" + label + " 1431\n",
+		"gnatsd_varz_jetstream_stats_api_total" + label + " 12\n",
+		"gnatsd_varz_jetstream_config_max_memory" + label + " 2.68435456e+08\n",
 		"gnatsd_healthz_status" + label + " 0\n",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
 	}
-	if strings.Contains(body, "server_name") || strings.Contains(body, "jetstream") {
+	if strings.Contains(body, "server_name") || strings.Contains(body, "store_dir") || strings.Contains(body, "http_req_stats") {
 		t.Errorf("non-numeric fields exported:\n%s", body)
 	}
 
