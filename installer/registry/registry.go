@@ -489,7 +489,7 @@ func (s *imagesStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Rep
 }
 
 // DefaultRegistries are mirrored on agents, which do not see the bundle.
-var DefaultRegistries = []string{"docker.io", "nvcr.io", "regsrv.k8s.io", "quay.io", "ghcr.io"}
+var DefaultRegistries = []string{"docker.io", "nvcr.io", "registry.k8s.io", "quay.io", "ghcr.io"}
 
 // RegistriesYAML mirrors every registry the bundle's images come from to
 // this node's registry, under the repository prefix the images were loaded
@@ -545,5 +545,5 @@ func (m *Registry) RegistriesYAML() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append([]byte("# Written by perch: every registry of the bundle's images is mirrored to the appliance regsrv.\n"), body...), nil
+	return append([]byte("# Written by perch: every registry of the bundle's images is mirrored to the appliance registry.\n"), body...), nil
 }

@@ -80,7 +80,7 @@ func TestAgentTrustsItsServersRegistry(t *testing.T) {
 	b, err := agent.RegistriesYAML()
 	must(t, err)
 	pw, _ := srv.n.Host.ReadFile(PasswordPath)
-	for _, want := range []string{"https://10.0.0.1:5000", "10.0.0.1:5000:", "password: " + strings.TrimSpace(string(pw)), "nvcr.io:", "regsrv.k8s.io:"} {
+	for _, want := range []string{"https://10.0.0.1:5000", "10.0.0.1:5000:", "password: " + strings.TrimSpace(string(pw)), "nvcr.io:", "registry.k8s.io:"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("agent registries.yaml lacks %q:\n%s", want, b)
 		}
