@@ -27,6 +27,9 @@ import (
 	"github.com/perchedge/perch/internal/testimages"
 )
 
+// e2eClusterToken is node.token in testdata/e2e.yaml.
+const e2eClusterToken = "e2e-planted-cluster-token-6f1d2c"
+
 // TestE2EAppliance is the end-to-end tier (scripts/e2e, make e2e): a whole
 // appliance from a signed bundle that perch bundle build made, on the real
 // k3s fixture with real pods. Its images are built here from source
@@ -34,7 +37,11 @@ import (
 func TestE2EAppliance(t *testing.T) {
 	s := newSandbox(t)
 	s.env = []string{"PERCH_SANDBOX_CNI=bridge", fmt.Sprintf("PERCH_REGISTRY_PORT=%d", freePort(t))}
-	must(t, os.WriteFile(s.cfg, []byte(readFile(t, "../../testdata/e2e.yaml")), 0o644))
+	cfg := readFile(t, "../../testdata/e2e.yaml")
+	if !strings.Contains(cfg, "  token: "+e2eClusterToken+"\n") {
+		t.Fatal("testdata/e2e.yaml must set node.token to e2eClusterToken, which the test looks for in perch's output")
+	}
+	must(t, os.WriteFile(s.cfg, []byte(cfg), 0o644))
 	// the fixture's k3s lacks the containerd binary upstream's unpacks: a
 	// link to the multi-call binary stands in (see newAgentNode)
 	bin := filepath.Join(s.root, "usr/local/bin")
@@ -54,7 +61,7 @@ func TestE2EAppliance(t *testing.T) {
 	promBin, err := testimages.MonitoringBinary(images, "prometheus")
 	must(t, err)
 	store := newCentral(t, promBin)
-	cfg := readFile(t, s.cfg)
+	cfg = readFile(t, s.cfg)
 	if !strings.HasSuffix(cfg, "  scrapeInterval: 15s\n") {
 		t.Fatal("testdata/e2e.yaml must end with monitoring.scrapeInterval: 15s (the test appends remoteWrite after it, and times the alerts by it)")
 	}
@@ -221,6 +228,13 @@ func TestE2EAppliance(t *testing.T) {
 
 	// the remote-write password is in its Secret alone
 	assertSecretAbsent(t, s.root, store.password, append(outputs, st)...)
+	// the cluster token is k3s's, in its own files, and never in perch's
+	// output
+	for i, out := range append(outputs, st) {
+		if strings.Contains(out, e2eClusterToken) {
+			t.Errorf("output %d contains the cluster token", i)
+		}
+	}
 	cam.stop()
 
 	out, code = s.perch("uninstall", "--root", s.root, "--init", "none", "--purge", "--yes")

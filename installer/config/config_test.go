@@ -46,8 +46,14 @@ func TestInvalidConfigs(t *testing.T) {
 		{"http server URL", minimal + "node: {role: agent, serverURL: 'http://10.0.0.1:6443', token: abc}", []string{
 			`node.serverURL: "http://10.0.0.1:6443" must look like https://SERVER:6443`,
 		}},
-		{"clusterInit and serverURL", minimal + "node: {clusterInit: true, serverURL: 'https://a:6443', token: x}", []string{
+		{"clusterInit and serverURL", minimal + "node: {clusterInit: true, serverURL: 'https://a:6443', token: x0123456789abcdef}", []string{
 			"node.clusterInit: starts a new cluster, node.serverURL joins one; keep only one of them",
+		}},
+		{"first server without token", minimal + "node: {clusterInit: true}", []string{
+			"node.token: required for the first server of a cluster: every node that joins uses the same token, and trusts the appliance registry through it; set node.token to a long random string (openssl rand -hex 24) or node.tokenFile to a 0600 file holding one",
+		}},
+		{"first server with a short token", minimal + "node: {clusterInit: true, token: s3cret}", []string{
+			"node.token: is 6 characters; a cluster's token guards its datastore and its registry's credentials: use at least 16 (openssl rand -hex 24)",
 		}},
 		{"token and tokenFile", minimal + "node: {token: a, tokenFile: /etc/t}", []string{
 			"node.token: node.token and node.tokenFile are both set; keep one",
@@ -236,7 +242,7 @@ func TestStdin(t *testing.T) {
 
 func TestEnvAndFlagsOverride(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "a.yaml")
-	os.WriteFile(p, []byte(minimal+"node: {hostname: from-file, nodeIP: 10.0.0.1}\nregistry: {port: 5001}"), 0o644)
+	os.WriteFile(p, []byte(minimal+"node: {hostname: from-file, nodeIP: 10.0.0.1, token: 0123456789abcdef}\nregistry: {port: 5001}"), 0o644)
 	env := map[string]string{
 		"PERCH_NODE_HOSTNAME":     "from-env",
 		"PERCH_NODE_NODE_IP":      "10.0.0.2",
@@ -502,7 +508,8 @@ func TestParseOneRuleEveryFormat(t *testing.T) {
 // variable or a flag; yes, on and 1 are refused from each.
 func TestBooleansOneRule(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "a.yaml")
-	if err := os.WriteFile(file, []byte(minimal), 0o600); err != nil {
+	// a first server needs a token
+	if err := os.WriteFile(file, []byte(minimal+"node: {token: 0123456789abcdef}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []string{"yes", "on", "1", "t"} {

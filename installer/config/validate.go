@@ -128,6 +128,9 @@ var (
 // its own queue and WAL reader.
 const maxRemoteWrites = 8
 
+// MinClusterToken is the shortest node.token a first server accepts.
+const MinClusterToken = 16
+
 func validateMonitoring(c *Appliance, es *FieldErrors) {
 	m := &c.Monitoring
 	if m.ScrapeInterval != "" {
@@ -230,6 +233,15 @@ func validateNode(c *Appliance, es *FieldErrors) {
 	}
 	if joining && n.Token == "" && n.TokenFile == "" {
 		es.add("node.token", "required to join %s; set node.token or node.tokenFile to the token of the first server (/var/lib/rancher/k3s/server/token there)", RedactURL(n.ServerURL))
+	}
+	// Every node that joins later derives the registry's CA and password
+	// from the token (installer/registry): a first server without one
+	// would make random ones that no joining node could know.
+	if n.ClusterInit && n.Token == "" && n.TokenFile == "" {
+		es.add("node.token", "required for the first server of a cluster: every node that joins uses the same token, and trusts the appliance registry through it; set node.token to a long random string (openssl rand -hex 24) or node.tokenFile to a 0600 file holding one")
+	}
+	if n.ClusterInit && n.Token != "" && len(n.Token) < MinClusterToken {
+		es.add("node.token", "is %d characters; a cluster's token guards its datastore and its registry's credentials: use at least %d (openssl rand -hex 24)", len(n.Token), MinClusterToken)
 	}
 	if n.Token != "" && strings.ContainsAny(string(n.Token), " \t\n") {
 		es.add("node.token", "must not contain whitespace")

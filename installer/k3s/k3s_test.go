@@ -48,13 +48,13 @@ func TestConfigFilePerRole(t *testing.T) {
 	}{
 		{"single server", "k3s: {binary: /opt/k3s, disable: [traefik]}", "k3s",
 			map[string]any{"disable": []any{"traefik"}}},
-		{"first HA server", "node: {clusterInit: true, token: s3cret, labels: {b: '2', a: '1'}}", "k3s",
+		{"first HA server", "node: {clusterInit: true, token: s3cret-first-server, labels: {b: '2', a: '1'}}", "k3s",
 			map[string]any{"cluster-init": true, "token-file": "ROOT/etc/perch/secrets/k3s-token", "node-label": []any{"a=1", "b=2"}, "etcd-expose-metrics": true}},
 		{"joining server", "node: {serverURL: 'https://10.0.0.1:6443', tokenFile: /run/token, nodeIP: 10.0.0.2}", "k3s",
 			map[string]any{"server": "https://10.0.0.1:6443", "token-file": "/run/token", "node-ip": "10.0.0.2", "etcd-expose-metrics": true}},
 		// etcd's metrics are exposed only for a Prometheus to read, and
 		// only where there is an etcd
-		{"HA server without monitoring", "node: {clusterInit: true, token: s3cret}\nmonitoring: {enabled: false}", "k3s",
+		{"HA server without monitoring", "node: {clusterInit: true, token: s3cret-first-server}\nmonitoring: {enabled: false}", "k3s",
 			map[string]any{"cluster-init": true, "token-file": "ROOT/etc/perch/secrets/k3s-token"}},
 		{"server on an external datastore", "node: {serverURL: 'https://10.0.0.1:6443', tokenFile: /run/token}\nk3s: {binary: /opt/k3s, extraArgs: ['--datastore-endpoint=postgres://db:5432/k3s']}", "k3s",
 			map[string]any{"server": "https://10.0.0.1:6443", "token-file": "/run/token"}},
@@ -97,7 +97,7 @@ func TestConfigFilePerRole(t *testing.T) {
 
 // An inline token lands in its own 0600 file and never in the plan text.
 func TestTokenIsASecretFile(t *testing.T) {
-	e := env(t, "node: {clusterInit: true, token: s3cret}")
+	e := env(t, "node: {clusterInit: true, token: s3cret-first-server}")
 	s := e.Config()
 	cs, err := s.Plan(context.Background())
 	if err != nil {

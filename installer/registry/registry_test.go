@@ -51,8 +51,8 @@ func TestNoRegistryWhenDisabled(t *testing.T) {
 // on the CA and password with nothing copied between them: the agent
 // trusts the certificate the server's registry presents, and mirrors to it.
 func TestAgentTrustsItsServersRegistry(t *testing.T) {
-	srv := newRegistry(t, "node: {clusterInit: true, token: s3cret-cluster}")
-	agent := newRegistry(t, "node: {role: agent, serverURL: 'https://10.0.0.1:6443', token: 'K10abcdef::server:s3cret-cluster'}")
+	srv := newRegistry(t, "node: {clusterInit: true, token: s3cret-cluster-token}")
+	agent := newRegistry(t, "node: {role: agent, serverURL: 'https://10.0.0.1:6443', token: 'K10abcdef::server:s3cret-cluster-token'}")
 	if !agent.agent || agent.addr() != "10.0.0.1:5000" {
 		t.Fatalf("agent mirror %+v at %s", agent, agent.addr())
 	}

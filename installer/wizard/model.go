@@ -116,7 +116,8 @@ type Model struct {
 	hostname  textinput.Model
 	serverURL textinput.Model
 	token     textinput.Model
-	ipChoice  int // 0: auto, i: hw.Interfaces[i-1]
+	madeToken string // the first server's token prepareToken made, if any
+	ipChoice  int    // 0: auto, i: hw.Interfaces[i-1]
 
 	found        []bundles.Found
 	foundErr     error
@@ -399,6 +400,7 @@ func (m *Model) config() config.Appliance {
 	switch m.role {
 	case roleFirstServer:
 		c.Node.ClusterInit = true
+		c.Node.Token = config.Secret(strings.TrimSpace(m.token.Value()))
 	case roleJoinServer, roleJoinAgent:
 		if m.role == roleJoinAgent {
 			c.Node.Role = config.RoleAgent

@@ -1,21 +1,50 @@
 package wizard
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
 )
 
 func (m *Model) joining() bool { return m.role == roleJoinServer || m.role == roleJoinAgent }
 
-func (m *Model) nodeRows() int {
-	if m.joining() {
-		return 4
+func (m *Model) nodeRows() int { return len(m.nodeInputs()) }
+
+// nodeInputs are the node screen's rows; nil is the node IP chooser.
+func (m *Model) nodeInputs() []*textinput.Model {
+	switch {
+	case m.joining():
+		return []*textinput.Model{&m.hostname, nil, &m.serverURL, &m.token}
+	case m.role == roleFirstServer:
+		return []*textinput.Model{&m.hostname, nil, &m.token}
 	}
-	return 2
+	return []*textinput.Model{&m.hostname, nil}
 }
 
-func (m *Model) nodeInputs() []*textinput.Model {
-	return []*textinput.Model{&m.hostname, nil, &m.serverURL, &m.token}
+// clusterTokenBytes is the randomness of a token the wizard makes: 24
+// bytes, 48 hex characters, as openssl rand -hex 24 would.
+const clusterTokenBytes = 24
+
+// prepareToken makes a first server's token when it has none, so that a
+// cluster never starts with a weak one typed in a hurry, and forgets it
+// again when the node joins instead: a joining node takes the first
+// server's.
+func (m *Model) prepareToken() {
+	switch {
+	case m.role == roleFirstServer && strings.TrimSpace(m.token.Value()) == "":
+		b := make([]byte, clusterTokenBytes)
+		if _, err := rand.Read(b); err != nil {
+			return // the field stays empty and validation asks for one
+		}
+		m.madeToken = hex.EncodeToString(b)
+		m.token.SetValue(m.madeToken)
+	case m.role != roleFirstServer && m.madeToken != "" && m.token.Value() == m.madeToken:
+		m.token.SetValue("")
+		m.madeToken = ""
+	}
 }
 
 func (m *Model) focusNode() {
@@ -91,6 +120,15 @@ func (m *Model) viewNode() []string {
 		out = append(out, m.row(m.nodeFocus == 3, "Token", m.inputView(&m.token), m.fieldErrs("node.token"))...)
 		out = append(out, "")
 		out = append(out, m.indented("The token is in /var/lib/rancher/k3s/server/token on the first server. It is saved in the config file, which is written readable by root only.", 2)...)
+	}
+	if m.role == roleFirstServer {
+		out = append(out, m.row(m.nodeFocus == 2, "Token", m.inputView(&m.token), m.fieldErrs("node.token"))...)
+		out = append(out, "")
+		help := "Every server and agent that joins needs this token; it also guards the registry's credentials. Save the config on the review screen to keep it (the file is readable by root only); after install it is in /var/lib/rancher/k3s/server/token."
+		if m.madeToken != "" && m.token.Value() == m.madeToken {
+			help = "Perch made this token (48 random hex digits); type over it to use your own. " + help
+		}
+		out = append(out, m.indented(help, 2)...)
 	}
 	// errors of keys without a field of their own (node.clusterInit...)
 	for _, e := range m.errs {

@@ -9,6 +9,7 @@ func (m *Model) keyRole(k tea.KeyMsg) tea.Cmd {
 	}
 	switch k.String() {
 	case "enter":
+		m.prepareToken()
 		return m.goTo(scrNode)
 	case "esc":
 		return m.back()
@@ -18,7 +19,7 @@ func (m *Model) keyRole(k tea.KeyMsg) tea.Cmd {
 
 var roleHelp = []string{
 	"k3s server and workloads on this machine. Add agents later by running the installer on them and choosing to join.",
-	"Starts a cluster with embedded etcd that two more servers join (an odd count keeps a quorum). Their join token is in /var/lib/rancher/k3s/server/token here.",
+	"Starts a cluster with embedded etcd that two more servers join (an odd count keeps a quorum), all with the cluster token set on the next screen.",
 	"Joins the control plane of an existing cluster: you need the URL of a server and the cluster token.",
 	"Runs cameras' workloads for an existing cluster: you need the URL of a server and the cluster token.",
 }

@@ -3,6 +3,7 @@ package wizard
 import (
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -210,6 +211,35 @@ func TestNode(t *testing.T) {
 	d.toNode()
 	d.waitFor("*****")
 	d.golden()
+}
+
+// A first server gets a strong token made for it, never shown, which the
+// config carries and validation accepts; choosing to join instead drops
+// it, since a joining node needs the first server's.
+func TestFirstServerToken(t *testing.T) {
+	d := start(t, newFake(), Options{}, 80, 24)
+	d.toRole()
+	d.press("down", "enter")
+	d.waitFor("Perch made this token")
+	d.press("ctrl+u", "edge-01")
+	d.waitFor(strings.Repeat("*", 2*clusterTokenBytes))
+	d.p.mu.Lock()
+	tok := string(d.p.m.config().Node.Token)
+	d.p.mu.Unlock()
+	if !regexp.MustCompile(`^[0-9a-f]{48}$`).MatchString(tok) {
+		t.Fatalf("first server's token %q, want 48 hex digits", tok)
+	}
+	if strings.Contains(d.screen(), tok) {
+		t.Error("the token is on the screen")
+	}
+	d.press("esc")
+	d.waitFor("part in the cluster")
+	d.press("down", "enter")
+	d.waitFor("Server URL")
+	m := d.golden()
+	if got := m.config().Node.Token; got != "" {
+		t.Errorf("a joining server kept the token made for a first server: %q", got)
+	}
 }
 
 // A join without a usable server URL stays on the node screen and says why
