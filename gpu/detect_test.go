@@ -66,6 +66,8 @@ func TestDetectDGXA100(t *testing.T) {
 		"nvidia.com/cuda.runtime-version.full":    "12.4",
 		"perch.dev/gpu.mig":                       "false",
 		"perch.dev/gpu.mixed":                     "false",
+		"perch.dev/gpu.whole":                     "8",
+		"perch.dev/gpu.mig-gpus":                  "0",
 	}
 	got := Labels(inv)
 	if !maps.Equal(got, want) {

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
@@ -56,6 +57,8 @@ func Labels(inv *Inventory) map[string]string {
 		LabelMIG:     "false",
 		LabelMixed:   "false",
 	}
+	// what the servers render the cluster's worker slots from
+	maps.Copy(l, inv.Capacity().labels())
 	set := func(k, v string) {
 		if v = labelValue(v); v != "" {
 			l[k] = v

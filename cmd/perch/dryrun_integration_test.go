@@ -123,7 +123,7 @@ func TestIntegrationRenderedObjectsDryRun(t *testing.T) {
 			charts = append(charts, render.Chart{Name: name, Version: ch.Metadata.Version, Path: p})
 		}
 		inv := &gpu.Inventory{DriverVersion: "550.54.15", GPUs: []gpu.Device{{Name: "NVIDIA L4", UUID: "GPU-1", MemoryMiB: 23034}}}
-		rendered, err := render.Apps(apps.Spec(&a), render.Inputs{GPU: inv, Charts: charts})
+		rendered, err := render.Apps(apps.Spec(&a), render.Inputs{GPU: inv.Capacity(), Charts: charts})
 		must(t, err)
 		if len(rendered) != 4 {
 			t.Fatalf("%d apps rendered, want 4", len(rendered))

@@ -54,6 +54,9 @@ type Apps struct {
 	// scrapes the Perch registry; port 0 when this node runs none.
 	registryPort int
 	registryCA   string
+	// kube, when set, is the cluster's API instead of this server's admin
+	// kubeconfig (tests).
+	kube *clients
 }
 
 // ScrapeRegistry has Prometheus scrape the Perch registry every server
@@ -75,13 +78,20 @@ func (s *appsStep) Name() string { return "apps" }
 
 func (s *appsStep) dataPath(rel string) string { return path.Join(s.a.n.Cfg.K3s.DataDir, rel) }
 
-// desired renders the apps. ok is false while the bundle, whose charts
-// they need, is not on the host yet: the plan made just before this step
-// runs sees it.
-func (s *appsStep) desired(ctx context.Context) (apps []render.App, ok bool, err error) {
-	var in render.Inputs
-	// the gpu step has already said what is wrong with the GPUs
-	in.GPU, _, _ = s.a.n.GPUs(ctx)
+// desired renders the apps from the cluster's facts (clusterFacts; with
+// needLive, only from the API's). ok is false while the bundle, whose
+// charts they need, is not on the host yet: the plan made just before this
+// step runs sees it.
+func (s *appsStep) desired(ctx context.Context, needLive bool) (apps []render.App, ok bool, err error) {
+	f, err := s.clusterFacts(ctx, needLive)
+	if err != nil {
+		return nil, false, err
+	}
+	in := render.Inputs{GPU: f.gpu, Assigned: f.assigned}
+	spec := Spec(s.a.n.Cfg)
+	if _, set := explicitSite(s.a.n.Cfg); !set && f.site != "" {
+		spec.Monitoring.ExternalLabels["site"] = f.site
+	}
 	if b := s.a.n.Bundle; b != nil {
 		dir := s.a.n.Host.Path(b.Dir)
 		if _, err := os.Stat(filepath.Join(dir, bundles.ManifestName)); errors.Is(err, fs.ErrNotExist) {
@@ -90,7 +100,6 @@ func (s *appsStep) desired(ctx context.Context) (apps []render.App, ok bool, err
 		// the manifest verified at plan time, not a second read from disk
 		in.Charts = bundleCharts(dir, b.Manifest)
 	}
-	in.Assigned = s.assigned()
 	if s.a.registryPort > 0 {
 		// the registry step makes the CA before this step applies; a plan
 		// made before it exists renders without the scrape
@@ -98,7 +107,7 @@ func (s *appsStep) desired(ctx context.Context) (apps []render.App, ok bool, err
 			in.RegistryMetrics = &render.RegistryMetrics{Port: s.a.registryPort, CA: ca}
 		}
 	}
-	apps, err = render.Apps(Spec(s.a.n.Cfg), in)
+	apps, err = render.Apps(spec, in)
 	return apps, true, err
 }
 
@@ -106,11 +115,12 @@ func (s *appsStep) desired(ctx context.Context) (apps []render.App, ok bool, err
 // Perch writes a few KiB.
 const maxManifest = 4 << 20
 
-// assigned is where the pipeline deployed now has each stream, from the
-// values of the HelmChart this node wrote last: the next assignment keeps
-// every stream it can where it is, since moving one restarts two workers.
-// Nothing (a first install, a file someone broke) places every stream anew.
-func (s *appsStep) assigned() map[string]string {
+// assignedLocal is where the pipeline deployed now has each stream, from
+// the values of the HelmChart this node wrote last, for when the API does
+// not answer: the next assignment keeps every stream it can where it is,
+// since moving one restarts two workers. Nothing (a first install, a file
+// someone broke) places every stream anew.
+func (s *appsStep) assignedLocal() map[string]string {
 	p := s.dataPath(path.Join(render.ManifestsDir, render.Analytics+".yaml"))
 	if fi, err := s.a.n.Host.Stat(p); err != nil || fi.Size() > maxManifest {
 		return nil
@@ -123,10 +133,19 @@ func (s *appsStep) assigned() map[string]string {
 	if err := yaml.Unmarshal(raw, &hc); err != nil {
 		return nil
 	}
+	return assignedIn(hc.Spec.ValuesContent)
+}
+
+// assignedIn reads the stream slots of perch-analytics values; nil when
+// they hold none.
+func assignedIn(values string) map[string]string {
+	if len(values) > maxManifest {
+		return nil
+	}
 	var v struct {
 		Streams []struct{ Name, Slot string }
 	}
-	if err := yaml.Unmarshal([]byte(hc.Spec.ValuesContent), &v); err != nil {
+	if err := yaml.Unmarshal([]byte(values), &v); err != nil {
 		return nil
 	}
 	out := map[string]string{}
@@ -286,7 +305,7 @@ func (s *appsStep) secretFiles(apps []render.App) (files []wantFile, generated b
 }
 
 func (s *appsStep) Plan(ctx context.Context) ([]engine.Change, error) {
-	apps, ok, err := s.desired(ctx)
+	apps, ok, err := s.desired(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +410,9 @@ func (s *appsStep) helmCharts() (helmclient.Interface, error) {
 }
 
 func (s *appsStep) Apply(ctx context.Context, cs []engine.Change, r *engine.Reporter) error {
-	apps, ok, err := s.desired(ctx)
+	// k3s is ready by now: rendering without the cluster's facts could
+	// undo what another server deployed
+	apps, ok, err := s.desired(ctx, true)
 	if err != nil {
 		return err
 	}

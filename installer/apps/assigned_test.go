@@ -40,7 +40,7 @@ func TestRedeployKeepsStreamsWhereTheyAre(t *testing.T) {
 	}
 	s := &appsStep{a: New(&node.Node{Cfg: &cfg, Host: h, GPU: gpuNode()})}
 	slots := func() map[string]string {
-		apps, _, err := s.desired(context.Background())
+		apps, _, err := s.desired(context.Background(), false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,7 +31,7 @@ type appsReadyStep struct{ a *Apps }
 func (s *appsReadyStep) Name() string { return "apps-ready" }
 
 func (s *appsReadyStep) Plan(ctx context.Context) ([]engine.Change, error) {
-	apps, ok, err := (&appsStep{s.a}).desired(ctx)
+	apps, ok, err := (&appsStep{s.a}).desired(ctx, false)
 	if err != nil || (ok && len(apps) == 0) {
 		return nil, err
 	}
@@ -51,7 +51,7 @@ func (s *appsReadyStep) Plan(ctx context.Context) ([]engine.Change, error) {
 }
 
 func (s *appsReadyStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Reporter) error {
-	apps, _, err := (&appsStep{s.a}).desired(ctx)
+	apps, _, err := (&appsStep{s.a}).desired(ctx, false)
 	if err != nil {
 		return err
 	}

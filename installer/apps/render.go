@@ -1,7 +1,6 @@
 package apps
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -54,20 +53,33 @@ func Spec(cfg *config.Appliance) *manifests.Appliance {
 // SiteLabel is the node label that names an appliance's site.
 const SiteLabel = "perch.dev/site"
 
-// externalLabels are monitoring.externalLabels, with site filled in from
-// the node's site label or its hostname when the config leaves it out:
-// without one, a central store cannot tell this appliance from the next.
+// externalLabels are monitoring.externalLabels, with site filled in when
+// the config leaves it out (explicitSite), from the node's hostname: without
+// one, a central store cannot tell this appliance from the next. On a
+// cluster the deploy step puts the first server's name there instead.
 func externalLabels(cfg *config.Appliance) map[string]string {
 	out := map[string]string{}
 	for k, v := range cfg.Monitoring.ExternalLabels {
 		out[k] = v
 	}
-	if _, ok := out["site"]; !ok {
-		if site := cmp.Or(cfg.Node.Labels[SiteLabel], cfg.Node.Hostname); site != "" {
-			out["site"] = site
-		}
+	site, set := explicitSite(cfg)
+	if !set {
+		site = cfg.Node.Hostname
+	}
+	if site != "" {
+		out["site"] = site
 	}
 	return out
+}
+
+// explicitSite is the site the config names: monitoring.externalLabels'
+// site, else the node's perch.dev/site label.
+func explicitSite(cfg *config.Appliance) (string, bool) {
+	if s, ok := cfg.Monitoring.ExternalLabels["site"]; ok {
+		return s, true
+	}
+	s, ok := cfg.Node.Labels[SiteLabel]
+	return s, ok && s != ""
 }
 
 // extraArg is the value of flag in k3s.extraArgs, which validation keeps
@@ -100,7 +112,7 @@ func bundleCharts(dir string, m *bundles.Manifest) []render.Chart {
 // it only the charts). skipped says why each app left out is. close
 // releases the staged bundle.
 func Review(ctx context.Context, cfg *config.Appliance, inv *gpu.Inventory) (apps []render.App, skipped []string, err error) {
-	in := render.Inputs{GPU: inv}
+	in := render.Inputs{GPU: inv.Capacity()}
 	if src := cfg.Bundle.Source; src != "" {
 		var staged *bundles.Staged
 		if staged, err = stageCharts(ctx, cfg); err != nil {

@@ -115,7 +115,7 @@ func Needs(in Input) ([]bundles.Need, error) {
 	}
 	c := &collector{byImage: map[string][]bundles.Origin{}}
 	for _, s := range in.Sites {
-		apps, err := render.Apps(s.Appliance, render.Inputs{GPU: s.GPU, Charts: in.Charts})
+		apps, err := render.Apps(s.Appliance, render.Inputs{GPU: s.GPU.Capacity(), Charts: in.Charts})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.Name, err)
 		}

@@ -119,8 +119,9 @@ type Chart struct {
 
 // Inputs are what rendering needs besides the appliance.
 type Inputs struct {
-	// GPU is the node's inventory; nil or no GPUs renders CPU-only.
-	GPU *gpu.Inventory
+	// GPU is what the cluster's GPU nodes advertise together (a single
+	// node's inventory, or every node's labels); none renders CPU-only.
+	GPU gpu.Capacity
 	// Charts are the upstream charts available, usually the bundle's. An
 	// app whose chart is missing is not rendered (see Skipped).
 	Charts []Chart
@@ -211,10 +212,10 @@ func Skipped(a *manifests.Appliance, in Inputs) []string {
 
 // gpus is how many GPUs pods may use: none when gpu.mode is off.
 func gpus(a *manifests.Appliance, in Inputs) int {
-	if a.GPU.Off || in.GPU == nil {
+	if a.GPU.Off {
 		return 0
 	}
-	return len(in.GPU.GPUs)
+	return in.GPU.GPUs()
 }
 
 func wanted(a *manifests.Appliance, in Inputs) []app {

@@ -209,10 +209,10 @@ func TestGolden(t *testing.T) {
 		in   Inputs
 		want []string
 	}{
-		{"gpu", shared, Inputs{GPU: inventory(1), Charts: charts}, []string{DevicePlugin, Monitoring, DCGMExporter, Analytics}},
-		{"cpu", defaults(), Inputs{GPU: inventory(0), Charts: charts}, []string{Monitoring, Analytics}},
-		{"gpu-no-monitoring", noMon, Inputs{GPU: inventory(2), Charts: charts}, []string{DevicePlugin, DCGMExporter, Analytics}},
-		{"registry", shared, Inputs{GPU: inventory(1), Charts: charts, Registry: "10.0.0.5:5000", PullSecret: "perch-registry"}, []string{DevicePlugin, Monitoring, DCGMExporter, Analytics}},
+		{"gpu", shared, Inputs{GPU: inventory(1).Capacity(), Charts: charts}, []string{DevicePlugin, Monitoring, DCGMExporter, Analytics}},
+		{"cpu", defaults(), Inputs{GPU: inventory(0).Capacity(), Charts: charts}, []string{Monitoring, Analytics}},
+		{"gpu-no-monitoring", noMon, Inputs{GPU: inventory(2).Capacity(), Charts: charts}, []string{DevicePlugin, DCGMExporter, Analytics}},
+		{"registry", shared, Inputs{GPU: inventory(1).Capacity(), Charts: charts, Registry: "10.0.0.5:5000", PullSecret: "perch-registry"}, []string{DevicePlugin, Monitoring, DCGMExporter, Analytics}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -249,7 +249,7 @@ func TestObjectsAreValidHelmCharts(t *testing.T) {
 	dec := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
 	a := defaults()
 	a.GPU.Replicas = 3
-	apps := render(t, a, Inputs{GPU: inventory(1), Charts: bundleCharts(t)})
+	apps := render(t, a, Inputs{GPU: inventory(1).Capacity(), Charts: bundleCharts(t)})
 	if len(apps) != 4 {
 		t.Fatalf("apps %v, want all four", names(apps))
 	}
@@ -311,7 +311,7 @@ func TestDevicePluginValues(t *testing.T) {
 	} {
 		a := defaults()
 		a.GPU.Replicas = c.replicas
-		dp := find(t, render(t, a, Inputs{GPU: c.inv, Charts: charts}), DevicePlugin)
+		dp := find(t, render(t, a, Inputs{GPU: c.inv.Capacity(), Charts: charts}), DevicePlugin)
 		var vals map[string]any
 		if err := yaml.Unmarshal([]byte(dp.HelmChart.Spec.ValuesContent), &vals); err != nil {
 			t.Fatal(err)
@@ -363,7 +363,7 @@ func TestDCGMServiceMonitorOff(t *testing.T) {
 	for _, mon := range []bool{true, false} {
 		a := defaults()
 		a.Monitoring.Enabled = mon
-		d := find(t, render(t, a, Inputs{GPU: inventory(1), Charts: bundleCharts(t)}), DCGMExporter)
+		d := find(t, render(t, a, Inputs{GPU: inventory(1).Capacity(), Charts: bundleCharts(t)}), DCGMExporter)
 		if got := get(d.Values, "serviceMonitor.enabled"); got != false {
 			t.Errorf("monitoring %v: serviceMonitor.enabled %v, want false", mon, got)
 		}
@@ -506,7 +506,7 @@ func TestMonitoringStorage(t *testing.T) {
 }
 
 func TestRegistryOverrides(t *testing.T) {
-	apps := render(t, defaults(), Inputs{GPU: inventory(1), Charts: bundleCharts(t), Registry: "10.0.0.5:5000", PullSecret: "perch-registry"})
+	apps := render(t, defaults(), Inputs{GPU: inventory(1).Capacity(), Charts: bundleCharts(t), Registry: "10.0.0.5:5000", PullSecret: "perch-registry"})
 	for _, c := range []struct{ app, key, want string }{
 		{DevicePlugin, "image.repository", "10.0.0.5:5000/nvcr.io/nvidia/k8s-device-plugin"},
 		{DCGMExporter, "image.repository", "10.0.0.5:5000/nvcr.io/nvidia/k8s/dcgm-exporter"},
@@ -526,7 +526,7 @@ func TestRegistryOverrides(t *testing.T) {
 		}
 	}
 	// without a registry, images keep their names for the registries.yaml mirror
-	plain := render(t, defaults(), Inputs{GPU: inventory(1), Charts: bundleCharts(t)})
+	plain := render(t, defaults(), Inputs{GPU: inventory(1).Capacity(), Charts: bundleCharts(t)})
 	if v := get(find(t, plain, DevicePlugin).Values, "image"); v != nil {
 		t.Errorf("image overridden without a registry: %v", v)
 	}
@@ -544,10 +544,10 @@ func TestWhatIsRendered(t *testing.T) {
 		in   Inputs
 		want string
 	}{
-		{"gpu mode off", off, Inputs{GPU: inventory(2), Charts: charts}, Monitoring + "," + Analytics},
+		{"gpu mode off", off, Inputs{GPU: inventory(2).Capacity(), Charts: charts}, Monitoring + "," + Analytics},
 		{"no inventory", defaults(), Inputs{Charts: charts}, Monitoring + "," + Analytics},
-		{"no bundle", defaults(), Inputs{GPU: inventory(1)}, Monitoring + "," + Analytics},
-		{"no pipeline", noPipe, Inputs{GPU: inventory(1), Charts: charts}, DevicePlugin + "," + Monitoring + "," + DCGMExporter},
+		{"no bundle", defaults(), Inputs{GPU: inventory(1).Capacity()}, Monitoring + "," + Analytics},
+		{"no pipeline", noPipe, Inputs{GPU: inventory(1).Capacity(), Charts: charts}, DevicePlugin + "," + Monitoring + "," + DCGMExporter},
 	} {
 		got := strings.Join(names(render(t, c.a, c.in)), ",")
 		if got != c.want {
@@ -557,11 +557,11 @@ func TestWhatIsRendered(t *testing.T) {
 			t.Errorf("%s: skipped %q", c.name, Skipped(c.a, c.in))
 		}
 	}
-	sk := strings.Join(Skipped(defaults(), Inputs{GPU: inventory(1), Charts: charts[1:]}), "\n")
+	sk := strings.Join(Skipped(defaults(), Inputs{GPU: inventory(1).Capacity(), Charts: charts[1:]}), "\n")
 	if !strings.Contains(sk, "nvidia-device-plugin: the bundle carries no nvidia-device-plugin chart") {
 		t.Errorf("skipped reasons do not say the chart is missing:\n%s", sk)
 	}
-	sk = strings.Join(Skipped(defaults(), Inputs{GPU: inventory(1)}), "\n")
+	sk = strings.Join(Skipped(defaults(), Inputs{GPU: inventory(1).Capacity()}), "\n")
 	if !strings.Contains(sk, "dcgm-exporter: no bundle; set bundle.source") {
 		t.Errorf("skipped reasons do not say there is no bundle:\n%s", sk)
 	}
@@ -571,7 +571,7 @@ func TestDeterministic(t *testing.T) {
 	charts := bundleCharts(t)
 	a := defaults()
 	a.GPU.Replicas = 2
-	in := Inputs{GPU: inventory(1), Charts: charts, Registry: "10.0.0.5:5000"}
+	in := Inputs{GPU: inventory(1).Capacity(), Charts: charts, Registry: "10.0.0.5:5000"}
 	first := render(t, a, in)
 	time.Sleep(1100 * time.Millisecond) // a timestamp in an archive would now differ
 	second := render(t, a, in)
@@ -616,7 +616,7 @@ func TestMisnamedChart(t *testing.T) {
 	charts := bundleCharts(t)
 	wrong := charts[0]
 	wrong.Name = DCGMExporter
-	_, err := Apps(defaults(), Inputs{GPU: inventory(1), Charts: []Chart{charts[0], wrong}})
+	_, err := Apps(defaults(), Inputs{GPU: inventory(1).Capacity(), Charts: []Chart{charts[0], wrong}})
 	if err == nil || !strings.Contains(err.Error(), "app dcgm-exporter") || !strings.Contains(err.Error(), `holds chart "nvidia-device-plugin"`) {
 		t.Errorf("misnamed chart: %v", err)
 	}
@@ -701,7 +701,7 @@ func TestGPUResources(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := GPUResources(tt.inv); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			if got := GPUResources(tt.inv.Capacity()); fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Errorf("GPUResources = %v, want %v", got, tt.want)
 			}
 		})
@@ -709,14 +709,14 @@ func TestGPUResources(t *testing.T) {
 	// time-slicing shares every advertised resource, MIG ones included
 	a := defaults()
 	a.GPU.Replicas = 2
-	dp := find(t, render(t, a, Inputs{GPU: mixed, Charts: bundleCharts(t)}), DevicePlugin)
+	dp := find(t, render(t, a, Inputs{GPU: mixed.Capacity(), Charts: bundleCharts(t)}), DevicePlugin)
 	cfg, _ := get(dp.Values, "config.map.default").(string)
 	for _, name := range []string{"nvidia.com/gpu", "nvidia.com/mig-1g.5gb", "nvidia.com/mig-3g.20gb"} {
 		if !strings.Contains(cfg, "name: "+name+"\n") {
 			t.Errorf("device plugin config shares no %s:\n%s", name, cfg)
 		}
 	}
-	an := find(t, render(t, a, Inputs{GPU: mixed, Charts: bundleCharts(t)}), Analytics)
+	an := find(t, render(t, a, Inputs{GPU: mixed.Capacity(), Charts: bundleCharts(t)}), Analytics)
 	if got := get(an.Values, "gpu.resources"); fmt.Sprint(got) == "[]" || got == nil {
 		t.Errorf("analytics gpu.resources %v, want the mixed resources", got)
 	}

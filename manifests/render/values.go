@@ -3,11 +3,8 @@ package render
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"math/big"
 	"regexp"
-	"slices"
-	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -37,70 +34,19 @@ func (e values) pullSecrets() []any {
 	return []any{map[string]any{"name": e.in.PullSecret}}
 }
 
-// MIGStrategy is the device plugin's migStrategy for an inventory: none
-// without MIG; single when every GPU is in MIG mode (each MIG device is
-// advertised as nvidia.com/gpu, so pods need not change); mixed when only
-// some are, the one strategy that can advertise both kinds.
-func MIGStrategy(inv *gpu.Inventory) string {
-	if inv == nil {
-		return "none"
-	}
-	mig := 0
-	for _, g := range inv.GPUs {
-		if g.MIGEnabled {
-			mig++
-		}
-	}
-	switch {
-	case mig == 0:
-		return "none"
-	case mig == len(inv.GPUs):
-		return "single"
-	}
-	return "mixed"
-}
-
-// GPUResources is what the device plugin advertises for an inventory
-// under MIGStrategy's strategy, before time-slicing: nvidia.com/gpu per GPU
-// without MIG; per MIG instance under single; under mixed, nvidia.com/gpu
-// per GPU without MIG and nvidia.com/mig-<profile> per MIG instance. A MIG
-// GPU without instances advertises nothing. Names are sorted after
-// nvidia.com/gpu so the slots, and the streams on them, stay put.
-func GPUResources(inv *gpu.Inventory) []manifests.GPUResource {
-	if inv == nil || len(inv.GPUs) == 0 {
-		return nil
-	}
-	strategy := MIGStrategy(inv)
-	counts := map[string]int{}
-	for _, g := range inv.GPUs {
-		switch {
-		case !g.MIGEnabled:
-			counts["nvidia.com/gpu"]++
-		case strategy == "single":
-			counts["nvidia.com/gpu"] += len(g.MIGDevices)
-		default:
-			for _, m := range g.MIGDevices {
-				// a resource name allows no "+" (1g.5gb+me); the
-				// device plugin's exact spelling of those is not
-				// checked here
-				counts["nvidia.com/mig-"+strings.ReplaceAll(m.Profile, "+", ".")]++
-			}
-		}
-	}
+// GPUResources is what the device plugin advertises for a capacity
+// (gpu.Capacity.Resources), as the pipeline's values take it.
+func GPUResources(c gpu.Capacity) []manifests.GPUResource {
 	var out []manifests.GPUResource
-	if n, ok := counts["nvidia.com/gpu"]; ok {
-		out = append(out, manifests.GPUResource{Name: "nvidia.com/gpu", Count: n})
-		delete(counts, "nvidia.com/gpu")
-	}
-	for _, name := range slices.Sorted(maps.Keys(counts)) {
-		out = append(out, manifests.GPUResource{Name: name, Count: counts[name]})
+	for _, r := range c.Resources() {
+		out = append(out, manifests.GPUResource{Name: r.Name, Count: r.Count})
 	}
 	return out
 }
 
 // devicePlugin: the chart's keys as of nvidia-device-plugin 0.17.
 func (e values) devicePlugin(info *chartInfo) (map[string]any, error) {
-	mig := MIGStrategy(e.in.GPU)
+	mig := e.in.GPU.MIGStrategy()
 	v := map[string]any{
 		// without the nvidia runtime the plugin cannot see the GPUs
 		"runtimeClassName": NVIDIARuntime,
