@@ -23,19 +23,23 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/crypto/bcrypt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/perchedge/perch/airgap"
 	"github.com/perchedge/perch/airgap/load"
 	regsrv "github.com/perchedge/perch/airgap/registry"
+	"github.com/perchedge/perch/installer/cluster"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/converge"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
+	"github.com/perchedge/perch/installer/k3s"
 	"github.com/perchedge/perch/installer/node"
 )
 
@@ -69,6 +73,12 @@ type Registry struct {
 	// password derive from it, so agents trust their server's registry with
 	// nothing copied between nodes. nil without a token (a single node).
 	secret []byte
+	// discover finds the hosts of the cluster's servers, each running a
+	// registry from its own copy of the bundle (discoverServers; tests
+	// give their own). It runs once per install (hosts).
+	discover  func(context.Context) ([]string, error)
+	hostsOnce sync.Once
+	hostList  []string
 }
 
 // New returns the registry of a node, or nil when registry.enabled is off.
@@ -77,6 +87,7 @@ func New(n *node.Node) (*Registry, error) {
 		return nil, nil
 	}
 	m := &Registry{n: n, now: time.Now, agent: n.Cfg.Node.Role == config.RoleAgent}
+	m.discover = m.discoverServers
 	tok, err := n.Token()
 	if err != nil {
 		return nil, err
@@ -488,6 +499,96 @@ func (s *imagesStep) Apply(ctx context.Context, _ []engine.Change, r *engine.Rep
 	return err
 }
 
+// discoverTimeout bounds finding the cluster's servers: an install on a
+// node cut off from them goes on with what registries.yaml lists.
+const discoverTimeout = 15 * time.Second
+
+// hosts are the registries this node pulls through, in the order
+// containerd falls back through them: its own on a server, else the server
+// it joins; then every other server of the cluster, sorted. When the
+// servers cannot be listed (a first server before k3s runs, a server out
+// of reach), the others are those registries.yaml lists now, so an
+// unreachable peer does not rewrite it and restart k3s.
+func (m *Registry) hosts() []string {
+	m.hostsOnce.Do(func() {
+		first := "127.0.0.1"
+		if m.agent {
+			first, _, _ = net.SplitHostPort(m.addr())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), discoverTimeout)
+		defer cancel()
+		found, err := m.discover(ctx)
+		if err != nil {
+			found = m.listedHosts()
+		}
+		own := m.certHosts()
+		others := []string{}
+		for _, h := range found {
+			if h != first && (m.agent || !slices.Contains(own, h)) && net.ParseIP(h) != nil {
+				others = append(others, h)
+			}
+		}
+		slices.Sort(others)
+		m.hostList = append([]string{first}, slices.Compact(others)...)
+	})
+	return m.hostList
+}
+
+// discoverServers lists the cluster's servers: from the server a node
+// joins, with the token, before its own k3s runs (cluster.Servers); on a
+// first server from its own API's endpoints, once k3s runs.
+func (m *Registry) discoverServers(ctx context.Context) ([]string, error) {
+	if u := m.n.Cfg.Node.ServerURL; u != "" {
+		tok, err := m.n.Token()
+		if err != nil {
+			return nil, err
+		}
+		return cluster.Servers(ctx, u, tok)
+	}
+	if m.secret == nil {
+		return nil, nil // a single server: no other registry shares its CA
+	}
+	cs, err := m.n.Kube(discoverTimeout)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := cs.CoreV1().Endpoints("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, sub := range ep.Subsets {
+		for _, a := range sub.Addresses {
+			out = append(out, a.IP)
+		}
+	}
+	return out, nil
+}
+
+// listedHosts are the registry hosts registries.yaml configures now.
+func (m *Registry) listedHosts() []string {
+	raw, err := m.n.Host.ReadFile(k3s.RegistriesPath)
+	if err != nil || len(raw) > maxRegistriesYAML {
+		return nil
+	}
+	var doc struct {
+		Configs map[string]any `json:"configs"`
+	}
+	if yaml.Unmarshal(raw, &doc) != nil {
+		return nil
+	}
+	var out []string
+	for hp := range doc.Configs {
+		if h, port, err := net.SplitHostPort(hp); err == nil && port == strconv.Itoa(m.n.Cfg.Registry.Port) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// maxRegistriesYAML bounds reading back the file Perch wrote, a few KiB.
+const maxRegistriesYAML = 1 << 20
+
 // DefaultRegistries are mirrored on agents, which do not see the bundle.
 var DefaultRegistries = []string{"docker.io", "nvcr.io", "registry.k8s.io", "quay.io", "ghcr.io"}
 
@@ -516,13 +617,18 @@ func (m *Registry) RegistriesYAML() ([]byte, error) {
 	if len(registries) == 0 {
 		return nil, nil
 	}
+	port := strconv.Itoa(m.n.Cfg.Registry.Port)
+	var endpoints []string
+	for _, h := range m.hosts() {
+		endpoints = append(endpoints, "https://"+net.JoinHostPort(h, port))
+	}
 	mirrors := map[string]mirror{}
 	for _, reg := range registries {
 		if reg == name.DefaultRegistry {
 			reg = "docker.io"
 		}
 		mirrors[reg] = mirror{
-			Endpoint: []string{"https://" + m.addr()},
+			Endpoint: endpoints,
 			Rewrite:  map[string]string{"^(.*)$": airgap.RegistryPrefix(reg) + "/$1"},
 		}
 	}
@@ -534,13 +640,16 @@ func (m *Registry) RegistriesYAML() ([]byte, error) {
 			return nil, err
 		}
 	}
-	doc := map[string]any{
-		"mirrors": mirrors,
-		"configs": map[string]any{m.addr(): map[string]any{
+	// every server's registry has the same CA and password: both derive
+	// from the cluster's token
+	configs := map[string]any{}
+	for _, h := range m.hosts() {
+		configs[net.JoinHostPort(h, port)] = map[string]any{
 			"auth": map[string]string{"username": User, "password": pw},
 			"tls":  map[string]string{"ca_file": m.n.Host.Path(CACert)},
-		}},
+		}
 	}
+	doc := map[string]any{"mirrors": mirrors, "configs": configs}
 	body, err := yaml.Marshal(doc)
 	if err != nil {
 		return nil, err

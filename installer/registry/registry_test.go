@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
+	"github.com/perchedge/perch/installer/k3s"
 	"github.com/perchedge/perch/installer/node"
 )
 
@@ -34,7 +37,76 @@ func newRegistry(t *testing.T, mod string) *Registry {
 	if err != nil || m == nil {
 		t.Fatal("no registry for a server")
 	}
+	// unit tests reach no cluster (TestRegistriesYAMLListsEveryServer
+	// gives one)
+	m.discover = func(context.Context) ([]string, error) { return nil, errors.New("no cluster here") }
 	return m
+}
+
+// Every server runs a registry from its own copy of the bundle: a node
+// lists them all, the one it uses first, so containerd falls back to the
+// next when one is down; an unreachable cluster keeps the list as it was.
+func TestRegistriesYAMLListsEveryServer(t *testing.T) {
+	bundle := &node.Bundle{Manifest: &bundles.Manifest{Images: []bundles.Image{{Reference: "docker.io/library/nats:2.10"}}}}
+	endpoints := func(m *Registry) ([]string, []string) {
+		t.Helper()
+		b, err := m.RegistriesYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Mirrors map[string]struct{ Endpoint []string }
+			Configs map[string]struct {
+				Auth struct{ Password string }
+			}
+		}
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		var configs []string
+		for hp, c := range doc.Configs {
+			if c.Auth.Password == "" {
+				t.Errorf("%s has no password", hp)
+			}
+			configs = append(configs, hp)
+		}
+		slices.Sort(configs)
+		return doc.Mirrors["docker.io"].Endpoint, configs
+	}
+	servers := func(context.Context) ([]string, error) { return []string{"10.77.0.3", "10.77.0.1", "10.77.0.2"}, nil }
+
+	agent := newRegistry(t, "node: {role: agent, serverURL: 'https://10.77.0.2:6443', token: s3cret-cluster-token}")
+	agent.n.Bundle, agent.discover = bundle, servers
+	ep, configs := endpoints(agent)
+	if want := []string{"https://10.77.0.2:5000", "https://10.77.0.1:5000", "https://10.77.0.3:5000"}; !slices.Equal(ep, want) {
+		t.Errorf("agent endpoints %v, want %v: the server it joins, then the others", ep, want)
+	}
+	if want := []string{"10.77.0.1:5000", "10.77.0.2:5000", "10.77.0.3:5000"}; !slices.Equal(configs, want) {
+		t.Errorf("agent configs %v, want %v", configs, want)
+	}
+
+	// a joining server uses its own registry first; its own address is
+	// in the list too, and is not a second endpoint
+	srv := newRegistry(t, "node: {serverURL: 'https://10.77.0.1:6443', token: s3cret-cluster-token, nodeIP: 10.77.0.3}")
+	srv.n.Bundle, srv.discover = bundle, servers
+	srv.n.Host.WriteFile(PasswordPath, []byte("pw\n"), 0o600)
+	written, err := srv.RegistriesYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep, _ := endpoints(srv); !slices.Equal(ep, []string{"https://127.0.0.1:5000", "https://10.77.0.1:5000", "https://10.77.0.2:5000"}) {
+		t.Errorf("joining server endpoints %v", ep)
+	}
+
+	// the next run cannot reach the cluster: what registries.yaml says holds
+	again := newRegistry(t, "node: {serverURL: 'https://10.77.0.1:6443', token: s3cret-cluster-token, nodeIP: 10.77.0.3}")
+	again.n.Host, again.n.Bundle = srv.n.Host, bundle
+	if _, err := again.n.Host.WriteFile(k3s.RegistriesPath, written, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := again.RegistriesYAML(); string(b) != string(written) {
+		t.Errorf("an unreachable cluster rewrote registries.yaml:\n%s\nwas\n%s", b, written)
+	}
 }
 
 func TestNoRegistryWhenDisabled(t *testing.T) {
