@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/perchedge/perch/installer/bundle"
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/host"
+	"github.com/perchedge/perch/installer/k3s"
 	"github.com/perchedge/perch/installer/node"
 	"github.com/perchedge/perch/installer/registry"
 	"github.com/perchedge/perch/installer/status"
@@ -60,6 +62,16 @@ func StatusSources(ctx context.Context, cfg *config.Appliance, h *host.Host, lib
 	}
 	if src.Meta, err = metadata.NewForConfig(rc); err != nil {
 		src.Kube, src.KubeErr = nil, err
+		return src
+	}
+	if cfg.EmbeddedEtcd() {
+		// k3s answers /db/info on its API port to local clients, which
+		// Perch's kubeconfig (https://127.0.0.1:6443) is
+		api := src.Kube.CoreV1().RESTClient()
+		src.Etcd.Info = func(ctx context.Context) ([]byte, error) { return api.Get().AbsPath("/db/info").DoRaw(ctx) }
+		if cfg.EtcdMetrics() {
+			src.Etcd.MetricsURL = func(host string) string { return "http://" + net.JoinHostPort(host, k3s.EtcdMetricsPort) }
+		}
 	}
 	return src
 }

@@ -182,8 +182,13 @@ func Default() Appliance {
 // external datastore; the SQLite datastore of a single server has no etcd,
 // and the apiserver's etcd_* and kine series cover it. Without
 // monitoring, nothing would read them.
-func (a *Appliance) EtcdMetrics() bool {
-	if !a.Monitoring.Enabled || a.Node.Role != RoleServer || !(a.Node.ClusterInit || a.Node.ServerURL != "") {
+func (a *Appliance) EtcdMetrics() bool { return a.Monitoring.Enabled && a.EmbeddedEtcd() }
+
+// EmbeddedEtcd says whether this node's k3s runs a member of the cluster's
+// embedded etcd: a server that starts or joins an HA cluster, unless
+// k3s.extraArgs name an external datastore.
+func (a *Appliance) EmbeddedEtcd() bool {
+	if a.Node.Role != RoleServer || !(a.Node.ClusterInit || a.Node.ServerURL != "") {
 		return false
 	}
 	return !slices.ContainsFunc(a.K3s.ExtraArgs, func(arg string) bool { return strings.HasPrefix(arg, "--datastore-endpoint") })

@@ -26,6 +26,9 @@ import (
 const (
 	ConfigPath = "/etc/rancher/k3s/config.yaml"
 	TokenPath  = "/etc/perch/secrets/k3s-token"
+	// EtcdMetricsPort is where k3s's embedded etcd serves /metrics and
+	// /health (on every address with etcd-expose-metrics).
+	EtcdMetricsPort = "2381"
 	// RegistriesPath mirrors image registries to the appliance registry.
 	RegistriesPath = "/etc/rancher/k3s/registries.yaml"
 	startedPath    = engine.StateDir + "/k3s-service.digest"

@@ -68,6 +68,9 @@ type Sources struct {
 	PrometheusURL string
 	HTTP          *http.Client
 
+	// Etcd is the cluster's embedded etcd, on a server that runs it.
+	Etcd EtcdSource
+
 	// GPU is this host's inventory, and GPUErr why it could not be read.
 	GPU    *gpu.Inventory
 	GPUErr error
@@ -95,6 +98,7 @@ type RegistrySource struct {
 type Report struct {
 	Cluster  Cluster        `json:"cluster"`
 	Nodes    []Node         `json:"nodes"`
+	Etcd     *Etcd          `json:"etcd,omitempty"`
 	GPUs     *gpu.Inventory `json:"gpus,omitempty"`
 	GPUError string         `json:"gpuError,omitempty"`
 	Apps     []App          `json:"apps"`
@@ -150,6 +154,7 @@ func Collect(ctx context.Context, src Sources) (*Report, error) {
 		r.GPUError = src.GPUErr.Error()
 	}
 	r.Registry = checkRegistry(ctx, src.Registry)
+	r.Etcd = collectEtcd(ctx, src.Etcd)
 
 	r.Alerts = Alerts{Firing: []Alert{}}
 	switch {
@@ -283,6 +288,7 @@ func Judge(r *Report) {
 			why = append(why, "node "+n.Name+" not Ready")
 		}
 	}
+	why = append(why, judgeEtcd(r.Etcd)...)
 	plugin := slices.ContainsFunc(r.Apps, func(a App) bool { return a.Name == render.DevicePlugin })
 	for _, n := range r.Nodes {
 		// only where Perch deployed the device plugin: with gpu.mode off

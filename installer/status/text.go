@@ -29,6 +29,7 @@ func WriteText(w io.Writer, r *Report) error {
 	bw := bufio.NewWriter(w)
 	p := &printer{w: bw}
 	p.cluster(r)
+	p.etcd(r)
 	p.gpus(r)
 	p.apps(r)
 	p.registry(r)
