@@ -232,7 +232,7 @@ func (p *printer) etcd(r *Report) {
 			state = "healthy, leader"
 		}
 		if m.Learner {
-			state += ", learner"
+			state = strings.TrimPrefix(state+", learner", ", ")
 		}
 		// columns, as the apps' lines; a long error wraps under its own
 		lead := fmt.Sprintf("  %-*s  %-*s  ", nameW, m.Name, addrW, cmp.Or(m.Address, "-"))
