@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 export PERCH_CACHE ?= $(HOME)/.cache/perch
 DEMO_ROOT ?= /var/lib/perch-demo/root
 
-.PHONY: build unit fuzz integration test e2e bench demo demo-down lint deps k3s-fixture clean
+.PHONY: build unit fuzz integration test e2e cluster bench demo demo-down lint deps k3s-fixture clean
 
 build:
 	CGO_ENABLED=1 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/perch
@@ -57,6 +57,10 @@ test: deps
 # End to end: a whole appliance from a signed bundle (scripts/e2e).
 e2e: deps
 	scripts/e2e
+
+# The cluster tier: five nodes in network namespaces (scripts/cluster).
+cluster: deps
+	scripts/cluster
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,6 +45,9 @@ type sandbox struct {
 	root string
 	cfg  string
 	env  []string // extra environment for scripts/sandbox and perch
+	// wrap runs scripts/sandbox under another command: the cluster tier's
+	// ip netns exec NODE
+	wrap []string
 }
 
 func newSandbox(t *testing.T) *sandbox {
@@ -73,7 +77,8 @@ func newSandbox(t *testing.T) *sandbox {
 
 // cmd runs perch inside scripts/sandbox, so k3s cannot write the real /etc.
 func (s *sandbox) cmd(args ...string) *exec.Cmd {
-	cmd := exec.Command("../../scripts/sandbox", append([]string{s.root, perchBin}, args...)...)
+	argv := append(append(slices.Clone(s.wrap), "../../scripts/sandbox", s.root, perchBin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), s.env...)
 	return cmd
 }
