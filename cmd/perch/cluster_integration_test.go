@@ -114,6 +114,7 @@ func TestClusterForms(t *testing.T) {
 		if i > servers {
 			name = fmt.Sprintf("agent-%d", i-servers)
 		}
+		cgroupRoot(t, "perch-"+name)
 		n := &clusterNode{sandbox: newSandbox(t), name: name, i: i}
 		// nsenter, not ip netns exec: that remounts /sys, and the cgroup
 		// mounts under it with it, which the kubelet needs
@@ -121,8 +122,10 @@ func TestClusterForms(t *testing.T) {
 		n.env = []string{"PERCH_SANDBOX_CNI=bridge", "PERCH_SANDBOX_POD_SUBNET=" + podSubnet(i)}
 		nodes = append(nodes, n)
 	}
-	// one signed bundle, built once, carried to every node
-	bundle, key := nodes[0].imageBundle("site-cluster", "1.0.0", refs)
+	// one signed bundle, built once outside the nodes' namespaces (where
+	// the upstream registry on the host's loopback is), carried to every
+	// node
+	bundle, key := newSandbox(t).imageBundle("site-cluster", "1.0.0", refs)
 	must(t, os.RemoveAll(up.Storage))
 
 	for _, n := range nodes {
@@ -138,11 +141,14 @@ func TestClusterForms(t *testing.T) {
 		case n.i <= servers:
 			node += "  serverURL: https://" + nodeIP(1) + ":6443\n"
 		default:
-			node += "  role: agent\n  serverURL: https://" + nodeIP(1) + ":6443\n"
+			node += "  serverURL: https://" + nodeIP(1) + ":6443\n"
 			// the cluster's flags are the servers'
 			k3s = "  extraArgs: [" + agentArgs + "]\n"
 		}
 		cfg := readFile(t, n.cfg)
+		if n.i > servers {
+			cfg = strings.Replace(cfg, "  role: server\n", "  role: agent\n", 1)
+		}
 		for old, repl := range map[string]string{
 			"  hostname: perch-test\n":                       node,
 			"  binary: " + os.Getenv("PERCH_K3S_BIN") + "\n": "",
@@ -180,7 +186,16 @@ func TestClusterForms(t *testing.T) {
 	wg.Wait()
 	for k, code := range codes {
 		if code != 0 {
-			t.Fatalf("%s: install exited %d:\n%s", nodes[servers+k].name, code, outs[k])
+			n := nodes[servers+k]
+			logs, _ := filepath.Glob(filepath.Join(n.root, "var/log/perch/*"))
+			for _, l := range append(logs, filepath.Join(n.root, "etc/rancher/k3s/config.yaml")) {
+				b, _ := os.ReadFile(l)
+				if len(b) > 4000 {
+					b = b[len(b)-4000:]
+				}
+				t.Logf("%s: %s:\n%s", n.name, l, b)
+			}
+			t.Fatalf("%s: install exited %d:\n%s", n.name, code, outs[k])
 		}
 	}
 
@@ -323,6 +338,16 @@ func podsReachEachOther(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 			}
 			if err == nil && p.Status.Phase == corev1.PodFailed {
 				logs, _ := cs.CoreV1().Pods("default").GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+				for _, i := range []int{n.i, len(nodes)} {
+					for _, c := range [][]string{{"ip", "route"}, {"iptables", "-S", "FORWARD"}, {"iptables", "-t", "nat", "-S", "POSTROUTING"}, {"sysctl", "net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter"}} {
+						out, _ := exec.Command("nsenter", append([]string{"--net=/run/netns/" + nodeNamespace(i)}, c...)...).CombinedOutput()
+						t.Logf("node %d: %v:\n%s", i, c, out)
+					}
+				}
+				for _, ip := range ips {
+					out, _ := exec.Command("nsenter", "--net=/run/netns/"+nodeNamespace(n.i), "ping", "-c1", "-W2", ip).CombinedOutput()
+					t.Logf("node %d ping %s: %s", n.i, ip, out)
+				}
 				t.Fatalf("from %s: %s", n.name, logs)
 			}
 			if ctx.Err() != nil {
@@ -332,4 +357,37 @@ func podsReachEachOther(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 		}
 	}
 	t.Logf("pods: each of %d nodes' pods fetched from every node's pod (%v)", len(nodes), ips)
+}
+
+// cgroupRoot makes a cgroup of that name in every v1 hierarchy, for one
+// node's kubelet to keep its pods under (--cgroup-root, which must
+// exist), and removes it, deepest first, once the node is uninstalled.
+func cgroupRoot(t *testing.T, name string) {
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	var made []string
+	for _, h := range hierarchies {
+		if fi, err := os.Lstat(h); err != nil || !fi.IsDir() {
+			continue // cpu and cpuacct are links to cpu,cpuacct
+		}
+		dir := filepath.Join(h, name)
+		if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+			continue // a hierarchy that takes no children (unified under v1)
+		}
+		made = append(made, dir)
+	}
+	t.Cleanup(func() {
+		for _, dir := range made {
+			var dirs []string
+			filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			slices.Reverse(dirs)
+			for _, d := range dirs {
+				os.Remove(d)
+			}
+		}
+	})
 }

@@ -489,7 +489,7 @@ func (b *boolFlag) IsBoolFlag() bool { return true }
 // variable is a mistake, refused like an unknown key in a file, since a
 // misspelt PERCH_NODE_TOKN would otherwise install a node without a token.
 var OtherEnv = []string{
-	"PERCH_BUNDLE_KEY_PASSWORD", "PERCH_CACHE", "PERCH_K3S_BIN", "PERCH_SANDBOX_CNI",
+	"PERCH_BUNDLE_KEY_PASSWORD", "PERCH_CACHE", "PERCH_K3S_BIN", "PERCH_SANDBOX_CNI", "PERCH_SANDBOX_POD_SUBNET",
 	"PERCH_TUI_CAPTURE_DIR", "PERCH_TEST_MARK", "PERCH_TEST_MAIN_ARGS",
 	"PERCH_WORKER_SLOT", "PERCH_NATS_HOST", "PERCH_NATS_URL", "PERCH_STREAMS_FILE",
 	"PERCH_MODEL",

@@ -138,10 +138,8 @@ func (e *K3s) k3sSource(ctx context.Context) (converge.Source, error) {
 func (e *K3s) ConfigFile() ([]byte, error) {
 	c := e.n.Cfg
 	m := map[string]any{
-		"node-name":             e.n.Name,
-		"data-dir":              e.n.Host.Path(c.K3s.DataDir),
-		"write-kubeconfig":      e.n.Host.Path(node.K3sKubeconfig),
-		"write-kubeconfig-mode": "0600",
+		"node-name": e.n.Name,
+		"data-dir":  e.n.Host.Path(c.K3s.DataDir),
 	}
 	if tf := e.tokenFile(); tf != "" {
 		m["token-file"] = tf
@@ -153,6 +151,10 @@ func (e *K3s) ConfigFile() ([]byte, error) {
 		m["server"] = c.Node.ServerURL
 	}
 	if c.Node.Role == config.RoleServer {
+		// k3s agent refuses server flags, this one included: it exits at
+		// once with "flag provided but not defined"
+		m["write-kubeconfig"] = e.n.Host.Path(node.K3sKubeconfig)
+		m["write-kubeconfig-mode"] = "0600"
 		if c.Node.ClusterInit {
 			m["cluster-init"] = true
 		}

@@ -59,7 +59,9 @@ func TestConfigFilePerRole(t *testing.T) {
 		{"server on an external datastore", "node: {serverURL: 'https://10.0.0.1:6443', tokenFile: /run/token}\nk3s: {binary: /opt/k3s, extraArgs: ['--datastore-endpoint=postgres://db:5432/k3s']}", "k3s",
 			map[string]any{"server": "https://10.0.0.1:6443", "token-file": "/run/token"}},
 		{"agent", "node: {role: agent, serverURL: 'https://10.0.0.1:6443', token: s3cret}\nk3s: {binary: /opt/k3s, disable: [traefik], defaultRuntime: nvidia}", "k3s-agent",
-			map[string]any{"server": "https://10.0.0.1:6443", "token-file": "ROOT/etc/perch/secrets/k3s-token", "default-runtime": "nvidia"}},
+			// no server flag: k3s agent exits on one it does not define
+			map[string]any{"server": "https://10.0.0.1:6443", "token-file": "ROOT/etc/perch/secrets/k3s-token", "default-runtime": "nvidia",
+				"write-kubeconfig": nil, "write-kubeconfig-mode": nil}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,6 +86,9 @@ func TestConfigFilePerRole(t *testing.T) {
 					v = root + s[4:]
 				}
 				want[k] = v
+				if v == nil {
+					delete(want, k)
+				}
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("config.yaml:\n got %v\nwant %v", got, want)
