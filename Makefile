@@ -52,7 +52,7 @@ integration: deps
 test: deps
 	@mkdir -p $(PERCH_CACHE); \
 	$(GO) run ./internal/testimages/prefetch >$(PERCH_CACHE)/prefetch.log 2>&1 & \
-	$(MAKE) lint unit fuzz integration e2e; rc=$$?; wait; cat $(PERCH_CACHE)/prefetch.log; exit $$rc
+	$(MAKE) lint unit fuzz integration e2e cluster; rc=$$?; wait; cat $(PERCH_CACHE)/prefetch.log; exit $$rc
 
 # End to end: a whole appliance from a signed bundle (scripts/e2e).
 e2e: deps

@@ -30,7 +30,7 @@ const (
 	// /health (on every address with etcd-expose-metrics).
 	EtcdMetricsPort = "2381"
 	// RegistriesPath mirrors image registries to the appliance registry.
-	RegistriesPath = "/etc/rancher/k3s/registries.yaml"
+	RegistriesPath = node.RegistriesPath
 	startedPath    = engine.StateDir + "/k3s-service.digest"
 )
 

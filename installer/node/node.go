@@ -30,6 +30,9 @@ import (
 const (
 	BinDir    = "/usr/local/bin"
 	PerchPath = BinDir + "/perch"
+	// RegistriesPath is k3s's registries.yaml: the k3s steps write it,
+	// the registry steps read back which registries it lists.
+	RegistriesPath = "/etc/rancher/k3s/registries.yaml"
 	// K3sKubeconfig is the admin kubeconfig k3s writes on a server.
 	K3sKubeconfig = "/etc/rancher/k3s/k3s.yaml"
 	// Kubeconfig is Perch's stable copy of it, for operators.

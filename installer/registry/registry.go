@@ -39,7 +39,6 @@ import (
 	"github.com/perchedge/perch/installer/converge"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
-	"github.com/perchedge/perch/installer/k3s"
 	"github.com/perchedge/perch/installer/node"
 )
 
@@ -567,7 +566,7 @@ func (m *Registry) discoverServers(ctx context.Context) ([]string, error) {
 
 // listedHosts are the registry hosts registries.yaml configures now.
 func (m *Registry) listedHosts() []string {
-	raw, err := m.n.Host.ReadFile(k3s.RegistriesPath)
+	raw, err := m.n.Host.ReadFile(node.RegistriesPath)
 	if err != nil || len(raw) > maxRegistriesYAML {
 		return nil
 	}

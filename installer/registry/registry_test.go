@@ -15,7 +15,6 @@ import (
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/host"
-	"github.com/perchedge/perch/installer/k3s"
 	"github.com/perchedge/perch/installer/node"
 )
 
@@ -101,7 +100,7 @@ func TestRegistriesYAMLListsEveryServer(t *testing.T) {
 	// the next run cannot reach the cluster: what registries.yaml says holds
 	again := newRegistry(t, "node: {serverURL: 'https://10.77.0.1:6443', token: s3cret-cluster-token, nodeIP: 10.77.0.3}")
 	again.n.Host, again.n.Bundle = srv.n.Host, bundle
-	if _, err := again.n.Host.WriteFile(k3s.RegistriesPath, written, 0o600); err != nil {
+	if _, err := again.n.Host.WriteFile(node.RegistriesPath, written, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := again.RegistriesYAML(); string(b) != string(written) {

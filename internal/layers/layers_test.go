@@ -16,7 +16,7 @@ const module = "github.com/perchedge/perch/"
 // its own layer where that layer allows it.
 var rank = map[string]int{
 	"bundles": 0, "gpu": 0, "airgap": 0, "airgap/load": 0, "airgap/registry": 0, "manifests": 0, "manifests/render": 0, "manifests/images": 0,
-	"installer/config": 1, "installer/engine": 1, "installer/host": 1, "installer/preflight": 1,
+	"installer/config": 1, "installer/engine": 1, "installer/host": 1, "installer/preflight": 1, "installer/cluster": 1,
 	"installer/converge": 2, "installer/node": 2, "installer/status": 2,
 	"installer/k3s": 3, "installer/registry": 3, "installer/bundle": 3, "installer/gpunode": 3, "installer/apps": 3,
 	"installer":        4,
