@@ -132,7 +132,7 @@ const (
 	LabelMIGPrefix = "perch.dev/gpu.mig-instances."
 )
 
-// capacityLabels are Capacity's labels of one node.
+// labels are one node's capacity as its labels.
 func (c Capacity) labels() map[string]string {
 	l := map[string]string{LabelWhole: strconv.Itoa(c.Whole), LabelMIGGPUs: strconv.Itoa(c.MIGGPUs)}
 	for p, n := range c.MIGInstances {

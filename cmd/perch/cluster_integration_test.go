@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/perchedge/perch/installer/k3s"
 	"github.com/perchedge/perch/internal/testimages"
 	"github.com/perchedge/perch/internal/testreg"
 )
@@ -134,7 +135,7 @@ func TestClusterForms(t *testing.T) {
 		// under a root of its own, or it would take the others' pod
 		// cgroups for orphans and remove them
 		agentArgs := "--pause-image=" + ref("pause") + ", --kubelet-arg=cgroup-root=/perch-" + n.name
-		k3s := "  extraArgs: [--flannel-backend=none, --disable-network-policy, " + agentArgs + "]\n"
+		k3sArgs := "  extraArgs: [--flannel-backend=none, --disable-network-policy, " + agentArgs + "]\n"
 		switch {
 		case n.i == 1:
 			node += "  clusterInit: true\n"
@@ -143,7 +144,7 @@ func TestClusterForms(t *testing.T) {
 		default:
 			node += "  serverURL: https://" + nodeIP(1) + ":6443\n"
 			// the cluster's flags are the servers'
-			k3s = "  extraArgs: [" + agentArgs + "]\n"
+			k3sArgs = "  extraArgs: [" + agentArgs + "]\n"
 		}
 		cfg := readFile(t, n.cfg)
 		if n.i > servers {
@@ -153,7 +154,7 @@ func TestClusterForms(t *testing.T) {
 			"  hostname: perch-test\n":                       node,
 			"  binary: " + os.Getenv("PERCH_K3S_BIN") + "\n": "",
 			"  disableAgent: true\n":                         "",
-			"  extraArgs: [--flannel-backend=none]\n":        k3s,
+			"  extraArgs: [--flannel-backend=none]\n":        k3sArgs,
 		} {
 			if !strings.Contains(cfg, old) {
 				t.Fatalf("test config lacks %q", old)
@@ -356,17 +357,7 @@ func cgroupRoot(t *testing.T, name string) {
 	}
 	t.Cleanup(func() {
 		for _, dir := range made {
-			var dirs []string
-			filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-				if err == nil && d.IsDir() {
-					dirs = append(dirs, p)
-				}
-				return nil
-			})
-			slices.Reverse(dirs)
-			for _, d := range dirs {
-				os.Remove(d)
-			}
+			k3s.RemoveCgroupTree(dir)
 		}
 	})
 }

@@ -49,16 +49,11 @@ func (a *Apps) clients() (clients, error) {
 	if a.kube != nil {
 		return *a.kube, nil
 	}
-	rc, err := a.n.RESTConfig()
+	k, err := a.n.Kube(10 * time.Second)
 	if err != nil {
 		return clients{}, err
 	}
-	rc.Timeout = 10 * time.Second
-	k, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return clients{}, err
-	}
-	h, err := helmclient.NewForConfig(rc)
+	h, err := (&appsStep{a}).helmCharts()
 	return clients{k, h}, err
 }
 

@@ -53,7 +53,9 @@ func Servers(ctx context.Context, serverURL, token string) ([]string, error) {
 		return nil, errors.New("node.token: no password part; use the token in /var/lib/rancher/k3s/server/token on the first server")
 	}
 	base := "https://" + u.Host
-	ca, err := get(ctx, insecureClient(), base+"/cacerts", "", maxCABundle)
+	// /cacerts is public; what it returns is checked against the token's
+	// hash before anything secret is sent
+	ca, err := get(ctx, newClient(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}), base+"/cacerts", "", maxCABundle)
 	if err != nil {
 		return nil, fmt.Errorf("read the cluster CA from %s: %w", base, err)
 	}
@@ -70,12 +72,7 @@ func Servers(ctx context.Context, serverURL, token string) ([]string, error) {
 	if !pool.AppendCertsFromPEM(ca) {
 		return nil, fmt.Errorf("%s/cacerts holds no PEM certificate", base)
 	}
-	c := &http.Client{Timeout: timeout, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		// a plain-HTTP redirect would carry the token in clear
-		Proxy: nil,
-	}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	body, err := get(ctx, c, base+"/v1-k3s/apiservers", password, maxList)
+	body, err := get(ctx, newClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), base+"/v1-k3s/apiservers", password, maxList)
 	if err != nil {
 		return nil, fmt.Errorf("list the cluster's servers at %s: %w", base, err)
 	}
@@ -157,13 +154,12 @@ func caHash(bundle []byte) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// insecureClient reads /cacerts, which is public: what it returns is
-// checked against the token's hash before anything secret is sent.
-func insecureClient() *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
-		Proxy:           nil,
-	}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// newClient talks to the server directly, never through a proxy from the
+// environment, and follows no redirect: one to another host or to plain
+// HTTP would carry the token there.
+func newClient(tc *tls.Config) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tc},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // get reads url, at most limit bytes, as k3s's node user when password is

@@ -153,18 +153,27 @@ func removeCgroups() int {
 	}
 	n := 0
 	for _, r := range roots {
-		var dirs []string
-		filepath.WalkDir(r, func(p string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
-		for _, d := range dirs {
-			if os.Remove(d) == nil {
-				n++
-			}
+		n += RemoveCgroupTree(r)
+	}
+	return n
+}
+
+// RemoveCgroupTree removes the cgroup at root and every cgroup below it,
+// deepest first, and says how many went; one that still holds a process
+// stays.
+func RemoveCgroupTree(root string) int {
+	var dirs []string
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
+	n := 0
+	for _, d := range dirs {
+		if os.Remove(d) == nil {
+			n++
 		}
 	}
 	return n

@@ -510,10 +510,7 @@ const discoverTimeout = 15 * time.Second
 // unreachable peer does not rewrite it and restart k3s.
 func (m *Registry) hosts() []string {
 	m.hostsOnce.Do(func() {
-		first := "127.0.0.1"
-		if m.agent {
-			first, _, _ = net.SplitHostPort(m.addr())
-		}
+		first, _, _ := net.SplitHostPort(m.addr())
 		ctx, cancel := context.WithTimeout(context.Background(), discoverTimeout)
 		defer cancel()
 		found, err := m.discover(ctx)
