@@ -18,6 +18,9 @@ type Node struct {
 	// Previous is where each stream was assigned by the values deployed
 	// now (stream -> worker slot), so a change moves as few as it can.
 	Previous map[string]string
+	// Slots are a cluster's GPU worker slots (PlaceSlots), each on its
+	// node; nil: the slots follow GPUResources, on any GPU node.
+	Slots []Slot
 }
 
 // GPUResource is one extended resource the device plugin advertises and
@@ -68,7 +71,17 @@ func AnalyticsValues(a *Appliance, n Node) (map[string]any, error) {
 	for _, s := range a.Pipeline.Streams {
 		names = append(names, s.Name)
 	}
-	slot := Assign(names, slots(gpus, replicas, n.GPUResources), n.Previous)
+	slotList := SlotNames(slots(gpus, replicas, n.GPUResources))
+	workers := map[string]any{"perNode": false, "slots": []any{}}
+	if gpus > 0 && n.Slots != nil {
+		slotList = slotNames(n.Slots)
+		placed := make([]any, 0, len(n.Slots))
+		for _, s := range n.Slots {
+			placed = append(placed, map[string]any{"name": s.Name, "node": s.Node, "resource": s.Resource})
+		}
+		workers = map[string]any{"perNode": true, "slots": placed}
+	}
+	slot := AssignTo(names, slotList, n.Previous)
 	streams := make([]any, 0, len(a.Pipeline.Streams))
 	for _, s := range a.Pipeline.Streams {
 		streams = append(streams, map[string]any{"name": s.Name, "url": s.URL, "slot": slot[s.Name]})
@@ -89,6 +102,7 @@ func AnalyticsValues(a *Appliance, n Node) (map[string]any, error) {
 			"sharingReplicas": replicas,
 			"resources":       resources,
 		},
+		"workers":    workers,
 		"gateway":    map[string]any{"enabled": a.Pipeline.Enabled, "service": map[string]any{"type": a.ServiceType()}},
 		"inference":  map[string]any{"enabled": a.Pipeline.Enabled},
 		"nats":       natsValues(a),

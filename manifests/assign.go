@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
-	"strconv"
-	"strings"
 )
 
 // cpuWorkers is inference.cpuProfile.workers in the chart's values.yaml:
@@ -46,11 +44,31 @@ func slots(gpus, replicas int, resources []GPUResource) int {
 // only what the new slot takes or the old one held, plus what balance
 // then needs (TestAssignMovesTheFewest).
 func Assign(names []string, slots int, prev map[string]string) map[string]string {
+	return AssignTo(names, SlotNames(slots), prev)
+}
+
+// SlotNames are the chart's own slots for a count: w0..w(n-1).
+func SlotNames(n int) []string {
+	out := make([]string, 0, max(n, 0))
+	for i := range n {
+		out = append(out, fmt.Sprintf("w%d", i))
+	}
+	return out
+}
+
+// AssignTo is Assign over named slots: the cluster's slots (PlaceSlots),
+// whose names stay with their node while it lives, so the streams of a
+// node that is lost are the only ones that move.
+func AssignTo(names []string, slots []string, prev map[string]string) map[string]string {
 	out := map[string]string{}
-	if slots <= 0 || len(names) == 0 {
+	if len(slots) == 0 || len(names) == 0 {
 		return out
 	}
-	q, r := len(names)/slots, len(names)%slots
+	valid := map[string]bool{}
+	for _, s := range slots {
+		valid[s] = true
+	}
+	q, r := len(names)/len(slots), len(names)%len(slots)
 	load, full := map[string]int{}, 0
 	take := func(name, slot string) bool {
 		l := load[slot]
@@ -65,7 +83,7 @@ func Assign(names []string, slots int, prev map[string]string) map[string]string
 		return false
 	}
 	for _, n := range names {
-		if s, ok := prev[n]; ok && validSlot(s, slots) {
+		if s, ok := prev[n]; ok && valid[s] {
 			take(n, s)
 		}
 	}
@@ -75,8 +93,7 @@ func Assign(names []string, slots int, prev map[string]string) map[string]string
 		if _, done := out[n]; done {
 			continue
 		}
-		for i := range slots {
-			slot := fmt.Sprintf("w%d", i)
+		for _, slot := range slots {
 			sum := sha256.Sum256([]byte(n + "/" + slot))
 			pairs = append(pairs, pair{hex.EncodeToString(sum[:]), n, slot})
 		}
@@ -88,9 +105,4 @@ func Assign(names []string, slots int, prev map[string]string) map[string]string
 		}
 	}
 	return out
-}
-
-func validSlot(s string, slots int) bool {
-	n, err := strconv.Atoi(strings.TrimPrefix(s, "w"))
-	return strings.HasPrefix(s, "w") && err == nil && n >= 0 && n < slots && s == fmt.Sprintf("w%d", n)
 }

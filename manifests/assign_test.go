@@ -3,6 +3,7 @@ package manifests
 import (
 	"fmt"
 	"io/fs"
+	"slices"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -48,23 +49,29 @@ func TestAssignMovesTheFewest(t *testing.T) {
 
 func checkBalanced(t *testing.T, owner map[string]string, n, slots int) {
 	t.Helper()
+	checkBalancedOn(t, owner, n, SlotNames(slots))
+}
+
+// checkBalancedOn: every stream on one of slots, every slot within one
+// stream of the mean.
+func checkBalancedOn(t *testing.T, owner map[string]string, n int, slots []string) {
+	t.Helper()
 	if len(owner) != n {
 		t.Fatalf("%d of %d streams assigned", len(owner), n)
 	}
 	load := map[string]int{}
 	for _, s := range owner {
-		if !validSlot(s, slots) {
-			t.Fatalf("stream on %s, not one of %d slots", s, slots)
+		if !slices.Contains(slots, s) {
+			t.Fatalf("stream on %s, not one of the slots %v", s, slots)
 		}
 		load[s]++
 	}
 	lo, hi := n, 0
-	for i := range slots {
-		l := load[fmt.Sprintf("w%d", i)]
-		lo, hi = min(lo, l), max(hi, l)
+	for _, s := range slots {
+		lo, hi = min(lo, load[s]), max(hi, load[s])
 	}
 	if n > 0 && hi-lo > 1 {
-		t.Errorf("%d streams on %d slots: loads from %d to %d", n, slots, lo, hi)
+		t.Errorf("%d streams on %d slots: loads from %d to %d", n, len(slots), lo, hi)
 	}
 }
 

@@ -102,8 +102,12 @@ func TestClusterForms(t *testing.T) {
 	must(t, err)
 	box, err := testimages.Busybox("sleep", "3600")
 	must(t, err)
+	// an image no node pulls before a server dies: pulling it then proves
+	// the registries that are left serve it
+	late, err := testimages.Busybox("sleep", "3601")
+	must(t, err)
 	var refs []string
-	for name, img := range map[string]v1.Image{"pause": pause, "busybox": box} {
+	for name, img := range map[string]v1.Image{"pause": pause, "busybox": box, "busybox-late": late} {
 		must(t, remote.Write(mustParse(t, ref(name)), img))
 		refs = append(refs, ref(name))
 	}
@@ -226,6 +230,8 @@ func TestClusterForms(t *testing.T) {
 		}
 	}
 	podsReachEachOther(ctx, t, cs, ref("busybox"), nodes)
+
+	serverDies(t, nodes, servers, ref("busybox-late"))
 }
 
 // clusterClient reaches the cluster through the first server's address
@@ -245,29 +251,35 @@ func clusterClient(t *testing.T, first *clusterNode) *kubernetes.Clientset {
 func waitReady(ctx context.Context, t *testing.T, cs kubernetes.Interface, want int) {
 	t.Helper()
 	for {
-		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		ready := 0
-		var state []string
-		if err == nil {
-			for _, n := range nodes.Items {
-				r := "NotReady"
-				for _, c := range n.Status.Conditions {
-					if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-						r = "Ready"
-						ready++
-					}
-				}
-				state = append(state, n.Name+" "+r)
-			}
-		}
-		if ready == want {
+		ready, state, err := readyNodes(ctx, cs)
+		if len(ready) == want {
 			return
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("%d of %d nodes Ready: %v (%v)", ready, want, state, err)
+			t.Fatalf("%d of %d nodes Ready: %v (%v)", len(ready), want, state, err)
 		}
 		time.Sleep(2 * time.Second)
 	}
+}
+
+// readyNodes are the names of the Ready nodes, and every node's state.
+func readyNodes(ctx context.Context, cs kubernetes.Interface) (ready map[string]bool, state []string, err error) {
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	ready = map[string]bool{}
+	for _, n := range nodes.Items {
+		r := "NotReady"
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				r = "Ready"
+				ready[n.Name] = true
+			}
+		}
+		state = append(state, n.Name+" "+r)
+	}
+	return ready, state, nil
 }
 
 // podsReachEachOther runs busybox's httpd on every node (a DaemonSet) and

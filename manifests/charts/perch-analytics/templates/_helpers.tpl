@@ -82,35 +82,35 @@ securityContext:
 {{- end -}}
 
 {{/*
-The resource each GPU worker slot requests, as YAML {slots: [names]}, slot
-wN at index N: every device of gpu.resources (or gpu.count nvidia.com/gpu)
-gpu.sharingReplicas times, in order.
+Worker slots, as YAML {slots: [{name, resource, node}]}: the fixed set of
+workers streams are assigned to. In a cluster Perch gives them
+(workers.perNode, workers.slots: one per share of every device of every
+Ready GPU node, each pinned to its node, names kept while the node lives:
+manifests.PlaceSlots). Otherwise w0 to w(N-1): every device of
+gpu.resources (or gpu.count nvidia.com/gpu) gpu.sharingReplicas times, in
+order, or cpuProfile.workers with no resource. Slots left without a stream
+render no worker.
 */}}
-{{- define "perch-analytics.slotResources" -}}
+{{- define "perch-analytics.slots" -}}
+{{- $out := list -}}
+{{- if .Values.workers.perNode -}}
+{{- $out = .Values.workers.slots | default list -}}
+{{- else if gt (int .Values.gpu.count) 0 -}}
 {{- $res := .Values.gpu.resources -}}
 {{- if not $res -}}
 {{- $res = list (dict "name" "nvidia.com/gpu" "count" .Values.gpu.count) -}}
 {{- end -}}
-{{- $out := list -}}
 {{- range $r := $res -}}
 {{- range until (mul (int $r.count) (int $.Values.gpu.sharingReplicas) | int) -}}
-{{- $out = append $out $r.name -}}
+{{- $out = append $out (dict "name" (printf "w%d" (len $out)) "resource" $r.name) -}}
+{{- end -}}
+{{- end -}}
+{{- else -}}
+{{- range $i := until (int .Values.inference.cpuProfile.workers) -}}
+{{- $out = append $out (dict "name" (printf "w%d" $i)) -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml (dict "slots" $out) -}}
-{{- end -}}
-
-{{/*
-Worker slots: the fixed set of workers streams are assigned to, w0 to
-w(N-1): one per advertised GPU device and share, or cpuProfile.workers.
-Slots left without a stream render no worker.
-*/}}
-{{- define "perch-analytics.slotCount" -}}
-{{- $n := int .Values.inference.cpuProfile.workers -}}
-{{- if gt (int .Values.gpu.count) 0 -}}
-{{- $n = len (include "perch-analytics.slotResources" . | fromYaml).slots -}}
-{{- end -}}
-{{- $n -}}
 {{- end -}}
 
 {{/*
@@ -129,7 +129,11 @@ same way every time. Equal-length hex strings sort like the numbers they
 spell; names are DNS labels, so a space separates the fields.
 */}}
 {{- define "perch-analytics.assignment" -}}
-{{- $slots := int (include "perch-analytics.slotCount" .) -}}
+{{- $names := list -}}
+{{- range (include "perch-analytics.slots" . | fromYaml).slots -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- $slots := len $names -}}
 {{- $n := len .Values.streams -}}
 {{- $out := dict -}}
 {{- if and (gt $slots 0) (gt $n 0) -}}
@@ -137,15 +141,15 @@ spell; names are DNS labels, so a space separates the fields.
 {{- $r := mod $n $slots -}}
 {{- $pairs := list -}}
 {{- range $s := .Values.streams -}}
-{{- range $i := until $slots -}}
-{{- $pairs = append $pairs (printf "%s %d %s" (sha256sum (printf "%s/w%d" $s.name $i)) $i $s.name) -}}
+{{- range $slot := $names -}}
+{{- $pairs = append $pairs (printf "%s %s %s" (sha256sum (printf "%s/%s" $s.name $slot)) $slot $s.name) -}}
 {{- end -}}
 {{- end -}}
 {{- $owner := dict -}}
 {{- $load := dict -}}
 {{- $full := 0 -}}
 {{- range $s := .Values.streams -}}
-{{- if and $s.slot (regexMatch "^w(0|[1-9][0-9]*)$" (toString $s.slot)) (lt (atoi (trimPrefix "w" (toString $s.slot))) $slots) -}}
+{{- if and $s.slot (has (toString $s.slot) $names) -}}
 {{- $l := int (get $load $s.slot | default 0) -}}
 {{- if or (lt $l $q) (and (eq $l $q) (lt $full $r)) -}}
 {{- if eq $l $q -}}{{- $full = add1 $full -}}{{- end -}}
@@ -156,7 +160,7 @@ spell; names are DNS labels, so a space separates the fields.
 {{- end -}}
 {{- range $p := sortAlpha $pairs | reverse -}}
 {{- $f := splitList " " $p -}}
-{{- $slot := printf "w%s" (index $f 1) -}}
+{{- $slot := index $f 1 -}}
 {{- $name := index $f 2 -}}
 {{- if not (hasKey $owner $name) -}}
 {{- $l := int (get $load $slot | default 0) -}}
