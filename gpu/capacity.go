@@ -100,12 +100,16 @@ const ResourceGPU = "nvidia.com/gpu"
 // per MIG instance. A MIG GPU without instances advertises nothing. Names
 // are sorted after nvidia.com/gpu so the worker slots, and the streams on
 // them, stay put.
-func (c Capacity) Resources() []Resource {
+func (c Capacity) Resources() []Resource { return c.ResourcesUnder(c.MIGStrategy()) }
+
+// ResourcesUnder is Resources under a given strategy: one node's share of
+// what a cluster's device plugin, configured for all of them, advertises.
+func (c Capacity) ResourcesUnder(strategy string) []Resource {
 	if c.GPUs() == 0 {
 		return nil
 	}
 	var out []Resource
-	switch c.MIGStrategy() {
+	switch strategy {
 	case "none":
 		return []Resource{{ResourceGPU, c.Whole}}
 	case "single":

@@ -44,7 +44,7 @@ func PlaceSlots(nodes []NodeGPUs, replicas int, prev []Slot) []Slot {
 			free[k] += max(r.Count, 0) * max(replicas, 1)
 		}
 	}
-	var out []Slot
+	out := []Slot{} // none is no slot, not the chart's own slots
 	used := map[string]bool{}
 	for _, s := range prev {
 		k := share{s.Node, s.Resource}

@@ -28,6 +28,7 @@ import (
 	"github.com/perchedge/perch/installer/config"
 	"github.com/perchedge/perch/installer/engine"
 	"github.com/perchedge/perch/installer/node"
+	"github.com/perchedge/perch/manifests"
 	"github.com/perchedge/perch/manifests/render"
 )
 
@@ -87,7 +88,7 @@ func (s *appsStep) desired(ctx context.Context, needLive bool) (apps []render.Ap
 	if err != nil {
 		return nil, false, err
 	}
-	in := render.Inputs{GPU: f.gpu, Assigned: f.assigned}
+	in := render.Inputs{GPU: f.gpu, Assigned: f.assigned, Slots: f.placement(s.a.n.Cfg.GPU.Sharing.Replicas)}
 	spec := Spec(s.a.n.Cfg)
 	if _, set := explicitSite(s.a.n.Cfg); !set && f.site != "" {
 		spec.Monitoring.ExternalLabels["site"] = f.site
@@ -134,6 +135,24 @@ func (s *appsStep) assignedLocal() map[string]string {
 		return nil
 	}
 	return assignedIn(hc.Spec.ValuesContent)
+}
+
+// slotsIn reads the per-node worker slots of perch-analytics values; nil
+// when they hold none.
+func slotsIn(values string) []manifests.Slot {
+	if len(values) > maxManifest {
+		return nil
+	}
+	var v struct {
+		Workers struct {
+			PerNode bool
+			Slots   []manifests.Slot
+		}
+	}
+	if err := yaml.Unmarshal([]byte(values), &v); err != nil || !v.Workers.PerNode {
+		return nil
+	}
+	return v.Workers.Slots
 }
 
 // assignedIn reads the stream slots of perch-analytics values; nil when

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/perchedge/perch/gpu"
+	"github.com/perchedge/perch/manifests"
 	"github.com/perchedge/perch/manifests/render"
 )
 
@@ -37,6 +38,42 @@ type facts struct {
 	// not: the cluster's oldest server, the one that started it, rather
 	// than whichever server renders.
 	site string
+	// live says the facts are the API's. Only then are the workers placed
+	// per node (ready, slots); a node's own facts place them as a single
+	// node's.
+	live bool
+	// ready are the GPU nodes that are Ready now, each with its capacity:
+	// the nodes whose GPUs the workers can use.
+	ready []nodeCapacity
+	// slots are the worker slots of the deployed pipeline, each on its
+	// node (workers.slots), from the HelmChart in the API.
+	slots []manifests.Slot
+}
+
+// nodeCapacity is one node's GPUs.
+type nodeCapacity struct {
+	name string
+	gpu  gpu.Capacity
+}
+
+// placement is where the workers go now: a slot per share of every
+// device of every Ready GPU node, each slot keeping its name and its
+// streams while its node stays (manifests.PlaceSlots). nil for facts
+// that are not the API's.
+func (f facts) placement(replicas int) []manifests.Slot {
+	if !f.live {
+		return nil
+	}
+	strategy := f.gpu.MIGStrategy()
+	var nodes []manifests.NodeGPUs
+	for _, n := range f.ready {
+		ng := manifests.NodeGPUs{Node: n.name}
+		for _, r := range n.gpu.ResourcesUnder(strategy) {
+			ng.Resources = append(ng.Resources, manifests.GPUResource{Name: r.Name, Count: r.Count})
+		}
+		nodes = append(nodes, ng)
+	}
+	return manifests.PlaceSlots(nodes, replicas, f.slots)
 }
 
 // clients reach the cluster's API.
@@ -110,7 +147,11 @@ func readFacts(ctx context.Context, c clients) (facts, error) {
 			return facts{}, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 		f.gpu = f.gpu.Add(nc)
+		if nodeReady(n) && nc.GPUs() > 0 {
+			f.ready = append(f.ready, nodeCapacity{n.Name, nc})
+		}
 	}
+	f.live = true
 	servers, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: controlPlaneLabel + "=true"})
 	if err != nil {
 		return facts{}, fmt.Errorf("list servers: %w", err)
@@ -125,8 +166,20 @@ func readFacts(ctx context.Context, c clients) (facts, error) {
 		return facts{}, fmt.Errorf("read HelmChart %s: %w", render.Analytics, err)
 	default:
 		f.assigned = assignedIn(hc.Spec.ValuesContent)
+		f.slots = slotsIn(hc.Spec.ValuesContent)
 	}
 	return f, nil
+}
+
+// nodeReady says whether the node's kubelet reports Ready: a node that
+// lost its kubelet (NotReady) or its heartbeat (Unknown) runs no worker.
+func nodeReady(n corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // controlPlaneLabel is on every k3s server's Node.

@@ -26,8 +26,12 @@ type noGPU struct{ nvml.Interface }
 
 func (noGPU) Init() nvml.Return { return nvml.ERROR_LIBRARY_NOT_FOUND }
 
+// clusterNode is a Ready node.
 func clusterNode(name string, created time.Time, labels map[string]string) *corev1.Node {
-	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, CreationTimestamp: metav1.NewTime(created)}}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, CreationTimestamp: metav1.NewTime(created)},
+		Status:     corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+	}
 }
 
 // gpuLabels are what a node's install labels it with for n mock A100s.

@@ -128,6 +128,9 @@ type Inputs struct {
 	// Assigned is where the deployed pipeline has each stream (stream ->
 	// worker slot), so that a change moves as few streams as it can.
 	Assigned map[string]string
+	// Slots are the cluster's GPU worker slots, each on its node
+	// (manifests.PlaceSlots); nil places the slots from GPU alone.
+	Slots []manifests.Slot
 	// Registry (host:port), when set, is written into every image the
 	// charts let us override, under airgap's repository layout. Empty
 	// keeps upstream image names, which registries.yaml mirrors to the

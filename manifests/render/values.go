@@ -260,6 +260,7 @@ func (e values) analytics(*chartInfo) (map[string]any, error) {
 		Registry:     e.in.Registry,
 		PullSecret:   e.in.PullSecret,
 		Previous:     e.in.Assigned,
+		Slots:        e.in.Slots,
 	})
 }
 
