@@ -30,8 +30,9 @@ func (i *Installer) steps() []engine.Step {
 	l.add(k.Config(), k.Service(), k.Ready())
 	// the Node object exists once k3s is ready
 	l.addIf(n.RunsAgent(), gpunode.Labels(n))
-	// every server writes the same manifests; k3s applies them once
-	l.addIf(n.Server(), k.Kubeconfig(), i.apps.Deploy(), i.apps.Ready(), gpunode.Validate(n))
+	// every server writes the same manifests; k3s applies them once. Its
+	// controller then keeps the workers on the Ready GPU nodes.
+	l.addIf(n.Server(), k.Kubeconfig(), i.apps.Deploy(), i.apps.Controller(), i.apps.Ready(), gpunode.Validate(n))
 	return l
 }
 

@@ -91,7 +91,7 @@ func TestPlanFreshNode(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &p) != nil {
 		t.Fatalf("json plan (exit %d): %s", code, out)
 	}
-	if p.Summary["create"] != 17 || p.Summary["start"] != 2 || len(p.Steps) != 14 {
+	if p.Summary["create"] != 18 || p.Summary["start"] != 3 || len(p.Steps) != 15 {
 		t.Errorf("json plan summary %v, %d steps", p.Summary, len(p.Steps))
 	}
 }
@@ -100,7 +100,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 	cfg, root := fixture(t)
 	os.MkdirAll(root, 0o755)
 	out, errOut, code := perch(t, "", "install", "--dry-run", "--config", cfg, "--root", root, "--init", "none")
-	if code != 0 || !strings.Contains(out, "Plan: 17 to create") {
+	if code != 0 || !strings.Contains(out, "Plan: 18 to create") {
 		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
 	}
 	var written []string

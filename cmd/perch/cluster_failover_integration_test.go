@@ -17,6 +17,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/perchedge/perch/installer/apps"
 )
 
 // serverDies kills every process of the first server, the one that
@@ -38,6 +40,8 @@ func serverDies(t *testing.T, nodes []*clusterNode, servers int, lateImage strin
 		t.Errorf("perch status on a healthy cluster exited %d", code)
 	}
 
+	leader := leaseHolder(ctx, t, cs)
+	t.Logf("failover: %s leads the servers' controllers", leader)
 	before := reachPods(ctx, t, cs)
 	delete(before, dead.name)
 	api := probeAPI(cs)
@@ -56,6 +60,12 @@ func serverDies(t *testing.T, nodes []*clusterNode, servers int, lateImage strin
 			t.Fatalf("%s still Ready after it died: %v (%v)", dead.name, state, err)
 		}
 		time.Sleep(2 * time.Second)
+	}
+
+	if now := leaseHolder(ctx, t, cs); now == dead.name {
+		t.Errorf("the controller's Lease is still %s's after it died", dead.name)
+	} else if leader == dead.name {
+		t.Logf("failover: %s took over the controller from %s", now, dead.name)
 	}
 
 	pullOnAgent(ctx, t, cs, agent.name, lateImage)
@@ -95,6 +105,24 @@ func serverDies(t *testing.T, nodes []*clusterNode, servers int, lateImage strin
 	t.Logf("perch status on %s after it rejoined (exit %d):\n%s", dead.name, code, out)
 	if code != 0 {
 		t.Errorf("perch status on %s after it rejoined exited %d", dead.name, code)
+	}
+}
+
+// leaseHolder is the server whose controller leads, waiting for one that
+// holds a Lease renewed within its duration.
+func leaseHolder(ctx context.Context, t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		l, err := cs.CoordinationV1().Leases("kube-system").Get(ctx, apps.ControllerLease, metav1.GetOptions{})
+		if err == nil && l.Spec.HolderIdentity != nil && l.Spec.RenewTime != nil && l.Spec.LeaseDurationSeconds != nil &&
+			time.Since(l.Spec.RenewTime.Time) < time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second {
+			return *l.Spec.HolderIdentity
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no server's controller holds the Lease %s: %v", apps.ControllerLease, err)
+		}
+		time.Sleep(2 * time.Second)
 	}
 }
 

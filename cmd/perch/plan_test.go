@@ -26,7 +26,7 @@ func entries(t *testing.T, dir string) []string {
 func TestPlanCreatesNoRoot(t *testing.T) {
 	cfg, root := fixture(t) // root does not exist yet
 	out, errOut, code := perch(t, "", "plan", "--config", cfg, "--root", root, "--init", "none")
-	if code != 0 || !strings.Contains(out, "Plan: 17 to create") {
+	if code != 0 || !strings.Contains(out, "Plan: 18 to create") {
 		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
 	}
 	if _, err := os.Stat(root); !os.IsNotExist(err) {

@@ -36,6 +36,7 @@ func newRootCmd(s *streams) *cobra.Command {
 		newUninstallCmd(s),
 		newVersionCmd(s),
 		newSuperviseCmd(),
+		newControllerCmd(s),
 	)
 	refuseUnknownSubcommands(root)
 	return root
