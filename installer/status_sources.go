@@ -2,14 +2,10 @@ package installer
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
-	"net/http"
-	"path"
 	"strings"
 	"time"
 
@@ -73,45 +69,11 @@ func StatusSources(ctx context.Context, cfg *config.Appliance, h *host.Host, lib
 		// Perch's kubeconfig (https://127.0.0.1:6443) is
 		api := src.Kube.CoreV1().RESTClient()
 		src.Etcd.Info = func(ctx context.Context) ([]byte, error) { return api.Get().AbsPath("/db/info").DoRaw(ctx) }
-		// members' health and leader come from their client port, which
-		// every member serves whether or not its metrics are exposed
-		if hc, err := etcdClient(cfg, h); err != nil {
-			src.Etcd.Note = "members' health and leader unknown: " + err.Error()
-		} else {
-			src.Etcd.HTTP = hc
-			src.Etcd.MetricsURL = func(host string) string { return "https://" + net.JoinHostPort(host, k3s.EtcdClientPort) }
+		if cfg.EtcdMetrics() {
+			src.Etcd.MetricsURL = func(host string) string { return "http://" + net.JoinHostPort(host, k3s.EtcdMetricsPort) }
 		}
 	}
 	return src
-}
-
-// etcdClient speaks to the embedded etcd's members as k3s's own clients
-// do, with its client certificate: only root can read its key.
-func etcdClient(cfg *config.Appliance, h *host.Host) (*http.Client, error) {
-	dir := path.Join(cfg.K3s.DataDir, k3s.EtcdTLSDir)
-	ca, err := h.ReadFile(path.Join(dir, "server-ca.crt"))
-	if err != nil {
-		return nil, fmt.Errorf("read etcd's CA: %w (run perch status as root on a server)", err)
-	}
-	crt, err := h.ReadFile(path.Join(dir, "client.crt"))
-	if err != nil {
-		return nil, fmt.Errorf("read etcd's client certificate: %w (run perch status as root on a server)", err)
-	}
-	key, err := h.ReadFile(path.Join(dir, "client.key"))
-	if err != nil {
-		return nil, fmt.Errorf("read etcd's client key: %w (run perch status as root on a server)", err)
-	}
-	pair, err := tls.X509KeyPair(crt, key)
-	if err != nil {
-		return nil, fmt.Errorf("etcd's client certificate: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("%s: no certificate", path.Join(dir, "server-ca.crt"))
-	}
-	return &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
-	}}, nil
 }
 
 // registrySource is where this node reaches the appliance registry: its

@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/perchedge/perch/installer/apps"
 	"github.com/perchedge/perch/installer/host"
 	"github.com/perchedge/perch/installer/k3s"
 	"github.com/perchedge/perch/installer/registry"
@@ -664,10 +665,10 @@ func (s *sandbox) powerCycle(ctx context.Context) {
 	must(s.t, err)
 	in, err := host.NewInit(h, host.InitNone, perchBin)
 	must(s.t, err)
-	for _, svc := range []string{"k3s", registry.ServiceName} {
+	for _, svc := range []string{"k3s", registry.ServiceName, apps.ControllerService} {
 		must(s.t, in.Stop(ctx, svc))
 	}
 	done, err := k3s.CleanupNode(ctx)
 	must(s.t, err)
-	s.t.Logf("power cut: k3s and the registry stopped; %s", strings.Join(done, "; "))
+	s.t.Logf("power cut: k3s, the registry and the controller stopped; %s", strings.Join(done, "; "))
 }

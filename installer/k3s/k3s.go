@@ -29,12 +29,6 @@ const (
 	// EtcdMetricsPort is where k3s's embedded etcd serves /metrics and
 	// /health (on every address with etcd-expose-metrics).
 	EtcdMetricsPort = "2381"
-	// EtcdClientPort is where every member of k3s's embedded etcd serves
-	// its clients, and /health and /metrics with them, over TLS with the
-	// client certificate under EtcdTLSDir.
-	EtcdClientPort = "2379"
-	// EtcdTLSDir holds that CA and client certificate, under k3s.dataDir.
-	EtcdTLSDir = "server/tls/etcd"
 	// RegistriesPath mirrors image registries to the appliance registry.
 	RegistriesPath = node.RegistriesPath
 	startedPath    = engine.StateDir + "/k3s-service.digest"

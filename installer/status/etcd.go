@@ -18,16 +18,14 @@ import (
 
 // EtcdSource is how a server sees its cluster's embedded etcd: k3s's
 // /db/info for the members (which k3s answers to local clients), and each
-// member's /health and /metrics for its health and whether it leads.
+// member's metrics listener for its health and whether it leads.
 type EtcdSource struct {
 	// Info reads /db/info; nil on a node without embedded etcd.
 	Info func(context.Context) ([]byte, error)
-	// MetricsURL is the base URL of a member's /health and /metrics, from
-	// the host of its client URL (its client port: https://HOST:2379);
-	// nil with Note saying why.
+	// MetricsURL is the base URL of a member's metrics listener, from the
+	// host of its client URL (k3s with etcd-expose-metrics: http://HOST:2381).
 	MetricsURL func(host string) string
 	HTTP       *http.Client
-	Note       string
 }
 
 // Etcd is the embedded etcd of a cluster of servers.
@@ -36,8 +34,8 @@ type Etcd struct {
 	// Leader names the member that leads; empty when none does.
 	Leader string `json:"leader,omitempty"`
 	Error  string `json:"error,omitempty"`
-	// Note says why members' health is not known (no client certificate
-	// to ask with); the members are then not judged.
+	// Note says why members' health is not known (no metrics listener to
+	// ask); the members are then not judged.
 	Note string `json:"note,omitempty"`
 }
 
@@ -103,7 +101,7 @@ func collectEtcd(ctx context.Context, src EtcdSource) *Etcd {
 		case em.Address == "":
 			em.Error = "no client address"
 		case src.MetricsURL == nil:
-			e.Note = cmp.Or(src.Note, "members' health and leader unknown")
+			e.Note = "members' health and leader need etcd's metrics listener, which Perch exposes with monitoring.enabled"
 		default:
 			em.Healthy, em.Leader, em.Error = memberHealth(ctx, hc, src.MetricsURL(em.Address))
 		}
@@ -116,7 +114,7 @@ func collectEtcd(ctx context.Context, src EtcdSource) *Etcd {
 	return e
 }
 
-// memberHealth asks a member for /health and for
+// memberHealth asks a member's metrics listener for /health and for
 // etcd_server_is_leader.
 func memberHealth(ctx context.Context, hc *http.Client, base string) (healthy, leader bool, why string) {
 	body, err := getBounded(ctx, hc, base+"/health", 64<<10)
