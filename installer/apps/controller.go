@@ -50,13 +50,14 @@ func (a *Apps) controllerService() host.Service {
 	}
 }
 
-// controllerDigest covers what the controller reads at start: its
-// arguments, its binary and the kubeconfig.
+// controllerDigest covers what the controller is started with: its
+// arguments and its binary. Not the kubeconfig, whose certificates are
+// new on every node: the same install must stamp the same digest.
 func (a *Apps) controllerDigest() (string, error) {
 	sum := sha256.New()
 	svc, _ := json.Marshal(a.controllerService())
 	sum.Write(svc)
-	for _, p := range []string{node.PerchPath, node.Kubeconfig} {
+	for _, p := range []string{node.PerchPath} {
 		d, err := a.n.Host.Digest(p)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err

@@ -133,8 +133,8 @@ func number(v any) float64 {
 	return f
 }
 
-// Mirror writes the deployed perch-analytics values into this server's
-// own manifest, when they differ. k3s applies every file of
+// Mirror writes the deployed placement into this server's own manifest,
+// when the deployed values differ from the file's in the placement alone. k3s applies every file of
 // server/manifests when it starts, whatever it applied before; a server
 // whose file still held the placement before a Place would, at its next
 // start, undo it. Only the values change; the rest is what install wrote.
@@ -169,6 +169,14 @@ func Mirror(ctx context.Context, h *host.Host, dataDir string, helm helmclient.I
 	if hc.Spec.ValuesContent == local.Spec.ValuesContent {
 		return false, nil
 	}
+	// only the placement is the controller's: values that differ in
+	// anything else are an install's, on this server (not applied yet) or
+	// another, and its next install brings this file along
+	a, errA := withoutPlacement(hc.Spec.ValuesContent)
+	b, errB := withoutPlacement(local.Spec.ValuesContent)
+	if errA != nil || errB != nil || a != b {
+		return false, nil
+	}
 	local.Spec.ValuesContent = hc.Spec.ValuesContent
 	data, err := render.Encode(&local)
 	if err != nil {
@@ -176,6 +184,24 @@ func Mirror(ctx context.Context, h *host.Host, dataDir string, helm helmclient.I
 	}
 	// 0600 as install writes it: the values hold camera URLs
 	return h.WriteFile(p, data, 0o600)
+}
+
+// withoutPlacement is perch-analytics values less what Place changes.
+func withoutPlacement(values string) (string, error) {
+	var v map[string]any
+	if err := yaml.Unmarshal([]byte(values), &v); err != nil {
+		return "", err
+	}
+	delete(v, "workers")
+	if streams, ok := v["streams"].([]any); ok {
+		for _, st := range streams {
+			if m, ok := st.(map[string]any); ok {
+				delete(m, "slot")
+			}
+		}
+	}
+	out, err := yaml.Marshal(v)
+	return string(out), err
 }
 
 // SlotNodes are the nodes the slots are on, each once, in order.

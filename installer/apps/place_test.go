@@ -140,6 +140,23 @@ func TestPlacerFollowsGPUNodes(t *testing.T) {
 			t.Fatalf("Mirror %d: changed %v, %v; want %v", i+1, changed, err, want)
 		}
 	}
+	// a camera changed by an install on this server, not applied yet:
+	// that is no placement, and the file stays as install wrote it
+	cfg.Pipeline.Streams[0].URL = "rtsp://192.0.2.200/changed"
+	changedFile := install().YAML
+	if _, err := h.WriteFile(manifest, changedFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := Mirror(ctx, h, cfg.K3s.DataDir, helm); err != nil || changed {
+		t.Fatalf("Mirror over an install's change: changed %v, %v; want the file left alone", changed, err)
+	}
+	cfg.Pipeline.Streams[0].URL = "rtsp://user:planted-pw@192.0.2.1/live"
+	if _, err := h.WriteFile(manifest, an.YAML, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := Mirror(ctx, h, cfg.K3s.DataDir, helm); err != nil || !changed {
+		t.Fatalf("Mirror of a placement: changed %v, %v", changed, err)
+	}
 	raw, err := h.ReadFile(manifest)
 	if err != nil {
 		t.Fatal(err)
