@@ -185,7 +185,7 @@ func TestIntegrationInstallConvergesAndIsIdempotent(t *testing.T) {
 
 	out, took := s.install()
 	t.Logf("cold install to API ready: %s", took.Round(time.Millisecond))
-	if !strings.Contains(out, "install complete: 17 created") {
+	if !strings.Contains(out, "install complete: 18 created") {
 		t.Fatalf("install output:\n%s", out)
 	}
 	if v := s.apiVersion(); !strings.Contains(v, "k3s") {
