@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"slices"
 
 	helmv1 "github.com/k3s-io/helm-controller/pkg/apis/helm.cattle.io/v1"
 	helmclient "github.com/k3s-io/helm-controller/pkg/generated/clientset/versioned"
@@ -202,15 +201,4 @@ func withoutPlacement(values string) (string, error) {
 	}
 	out, err := yaml.Marshal(v)
 	return string(out), err
-}
-
-// SlotNodes are the nodes the slots are on, each once, in order.
-func SlotNodes(slots []manifests.Slot) []string {
-	var out []string
-	for _, s := range slots {
-		if !slices.Contains(out, s.Node) {
-			out = append(out, s.Node)
-		}
-	}
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"testing"
 	"time"
 
@@ -174,7 +175,7 @@ func TestPlacerFollowsGPUNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !pl.Changed || len(pl.Slots) != 6 || SlotNodes(pl.Slots)[1] != "gpu-b" {
+	if !pl.Changed || len(pl.Slots) != 6 || slotNodes(pl.Slots)[1] != "gpu-b" {
 		t.Fatalf("gpu-b back: changed %v, slots %v", pl.Changed, pl.Slots)
 	}
 	back := assignedIn(deployed())
@@ -262,4 +263,15 @@ func setReady(t *testing.T, kube *fake.Clientset, name string, status corev1.Con
 	if _, err := kube.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// slotNodes are the nodes the slots are on, each once, in order.
+func slotNodes(slots []manifests.Slot) []string {
+	var out []string
+	for _, s := range slots {
+		if !slices.Contains(out, s.Node) {
+			out = append(out, s.Node)
+		}
+	}
+	return out
 }
