@@ -9,7 +9,6 @@ import (
 	helmclient "github.com/k3s-io/helm-controller/pkg/generated/clientset/versioned"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/perchedge/perch/installer/apps"
 	"github.com/perchedge/perch/installer/host"
@@ -36,13 +35,10 @@ func newControllerCmd(s *streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			raw, err := h.ReadFile(node.Kubeconfig)
+			// the admin kubeconfig k3s writes on every server
+			rc, err := (&node.Node{Host: h}).RESTConfig()
 			if err != nil {
-				return fmt.Errorf("read the kubeconfig: %w (perch install writes it on servers)", err)
-			}
-			rc, err := clientcmd.RESTConfigFromKubeConfig(raw)
-			if err != nil {
-				return fmt.Errorf("%s: %w", node.Kubeconfig, err)
+				return fmt.Errorf("read k3s's kubeconfig: %w (this runs on servers perch installed)", err)
 			}
 			rc.Timeout = 10 * time.Second
 			kube, err := kubernetes.NewForConfig(rc)

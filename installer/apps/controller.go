@@ -98,7 +98,7 @@ func RunController(ctx context.Context, o ControllerOptions) error {
 		}
 	})
 	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metaKubeSystem(ControllerLease),
+		LeaseMeta:  metav1.ObjectMeta{Name: ControllerLease, Namespace: "kube-system"},
 		Client:     o.Kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
 	}
@@ -172,8 +172,4 @@ func every(ctx context.Context, d time.Duration, f func()) {
 		case <-t.C:
 		}
 	}
-}
-
-func metaKubeSystem(name string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Namespace: "kube-system"}
 }
